@@ -1,0 +1,1 @@
+"""Sub-commands of the `rest-hf` command line (see `rest_hf.cli`)."""
