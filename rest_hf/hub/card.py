@@ -55,7 +55,7 @@ def dataset_names() -> list[str]:
     return sorted(path.stem for path in DATASET_INFO_DIR.glob("*.yaml"))
 
 
-def dataset_info(name: str) -> dict[str, Any]:
+def dataset_facts(name: str) -> dict[str, Any]:
     """Facts about one dataset of the REST paper: pretty_name, homepage, license, bands, description, citation."""
     path = DATASET_INFO_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -200,7 +200,7 @@ def render_model_card(
     """
     eval_results = list(eval_results or [])
     image_processor = image_processor or default_image_processor(config)
-    training = dataset_info(training_dataset) if training_dataset else None
+    training = dataset_facts(training_dataset) if training_dataset else None
     backbone_type = config.backbone_config.model_type
     title = model_id.split("/")[-1] if model_id else f"REST {_BACKBONE_NAMES[backbone_type]}"
     tags = [*CARD_TAGS, backbone_type]
@@ -268,89 +268,10 @@ def render_model_card(
     )
 
 
-REST_CODE_URL = "https://github.com/weichenrs/REST_code"
-# The checkpoints released with the original code (MIT license) that scripts/ converts, with what is known of them.
-RELEASED_CHECKPOINTS: dict[str, dict[str, Any]] = {
-    "rest-water-swin-large": dict(
-        file="REST_water_swin_large.pth",
-        url=f"{REST_CODE_URL}/releases/download/models/REST_water_swin_large.pth",
-        training_dataset="glh-water",
-        mean_iou=None,  # the original README lists it as TODO
-        notes=(
-            "Converted from the original release `REST_water_swin_large.pth` ([weichenrs/REST_code]({url}), MIT "
-            "license): REST with a Swin-L backbone, interaction layers on all four stages and the GLH-Water "
-            "`lwc` decoder head. The original code runs each tile's local layers on their own (rest_hf's "
-            "`regional` mode: zero padding at tile borders, pooling per tile) and makes only the interaction "
-            "attention global; rest_hf's default `exact` mode computes the whole scene exactly, whatever the "
-            "grid. The original code also sets the interaction head count to the number of GPUs at run time; "
-            "the count that trained this checkpoint is not recorded, and this conversion uses {heads} heads."
-        ),
-    ),
-    "baseline-fbp-swin-large": dict(
-        file="baseline_fbp_swin_large.pth",
-        url=f"{REST_CODE_URL}/releases/download/models-0.1/baseline_fbp_swin_large.pth",
-        training_dataset="fbp",
-        mean_iou=69.68,  # the original README's model zoo
-        notes=(
-            "Converted from the original release `baseline_fbp_swin_large.pth` ([weichenrs/REST_code]({url}), MIT "
-            "license): the paper's baseline, a plain Swin-L + UperNet with no interaction layers. Its authors "
-            "evaluated it with 512 x 512 px sliding windows; as a rest_hf model it also runs on whole scenes."
-        ),
-    ),
-}
-
-
-def released_checkpoint_card(
-    name: str,
-    config: RestConfig,
-    *,
-    model_id: str | None = None,
-    image_processor: RestImageProcessor | None = None,
-    datasets: Sequence[str] | None = None,
-) -> ModelCard:
-    """The card of a converted original checkpoint (`RELEASED_CHECKPOINTS`), for the converters in scripts/.
-
-    Args:
-        name: `"rest-water-swin-large"` or `"baseline-fbp-swin-large"`.
-        config: The converted model's configuration (classes and palette included).
-        model_id: Hub id the converted model goes to.
-        image_processor: The converted model's image processor.
-        datasets: Hub dataset ids of the training data, if it is on the Hub.
-    """
-    if name not in RELEASED_CHECKPOINTS:
-        raise ValueError(
-            f"unknown released checkpoint {name!r}; choose one of {', '.join(RELEASED_CHECKPOINTS)}"
-        )
-    release = RELEASED_CHECKPOINTS[name]
-    training = dataset_info(release["training_dataset"])
-    heads = ", ".join(str(config.interaction_num_heads[s]) for s in config.interaction_stages) or "no"
-    eval_results = None
-    if release["mean_iou"] is not None:
-        eval_results = segmentation_eval_results(
-            training["pretty_name"],
-            release["mean_iou"],
-            dataset_type=release["training_dataset"],
-            source_name="weichenrs/REST_code README (model zoo)",
-            source_url=REST_CODE_URL,
-        )
-    return render_model_card(
-        config,
-        model_id=model_id or f"rest-hf/{name}",
-        datasets=datasets,
-        eval_results=eval_results,
-        notes=release["notes"].format(url=release["url"], heads=heads),
-        image_processor=image_processor,
-        license="mit",
-        training_dataset=release["training_dataset"],
-    )
-
-
 __all__ = [
     "CARD_TAGS",
-    "RELEASED_CHECKPOINTS",
     "REST_CITATION",
-    "released_checkpoint_card",
-    "dataset_info",
+    "dataset_facts",
     "dataset_names",
     "default_image_processor",
     "render_model_card",
