@@ -1,0 +1,38 @@
+"""Interaction attention over the whole scene when each process holds one tile's tokens."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.modeling_rest import RestGlobalAttention
+from .comm import all_gather_uneven, heads_to_tokens, tokens_to_heads
+from .layers import SpatialMixin
+
+
+class SpatialGlobalAttention(SpatialMixin, RestGlobalAttention):
+    """`RestGlobalAttention` whose keys and values are every tile's tokens.
+
+    - Heads divisible by the group size P (Ulysses): an all-to-all turns (B, heads, N_tile, d) into
+      (B, heads/P, N_scene, d), each rank attends for its heads over the whole scene, and the inverse
+      all-to-all returns (B, heads, N_tile, d).
+    - Otherwise: keys and values of all tiles are all-gathered (uneven sizes) and the local queries attend to
+      them. More memory (every rank holds all keys and values) but any head count works.
+
+    Attention has no positional terms, so the order in which tiles' tokens are joined changes nothing.
+    """
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        if self.ctx.size == 1:
+            return F.scaled_dot_product_attention(query, key, value)
+        if self.num_heads % self.ctx.size == 0:
+            counts, scene = zip(*(heads_to_tokens(t, self.ctx) for t in (query, key, value)), strict=True)
+            attended = F.scaled_dot_product_attention(*scene)
+            return tokens_to_heads(attended, self.ctx, counts[0])
+        key = all_gather_uneven(key, self.ctx, dim=2)
+        value = all_gather_uneven(value, self.ctx, dim=2)
+        return F.scaled_dot_product_attention(query, key, value)
+
+    def extra_repr(self) -> str:
+        mode = "ulysses" if self.num_heads % self.ctx.size == 0 else "all-gather kv"
+        return f"heads={self.num_heads}, grid={self.ctx.grid}, {mode}"

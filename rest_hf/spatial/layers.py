@@ -1,0 +1,214 @@
+"""Spatial twins of the convolutional, normalisation, pooling and resizing layers.
+
+Each class subclasses the layer it replaces and is installed by `parallelize_spatial`, which switches an
+existing module's class in place (`adopt`), so parameters, buffers, hooks and state-dict keys are untouched and
+`isinstance` checks still hold. On one process every layer computes exactly what its parent computes.
+
+Gradient rule (shared by every layer here): each rank back-propagates the loss share of its own tile; the
+communication primitives carry the cross-tile terms, so after the spatial group's parameter gradients are
+summed they equal the single-process gradients (`reduce_spatial_gradients` does that sum).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2GRN
+
+from ..models.modeling_rest import RestBilinearResize
+from .comm import all_reduce_sum, halo_exchange
+from .context import SpatialContext
+from .geometry import gather_layout
+
+
+class SpatialMixin:
+    """Adds the spatial context to a module whose class is switched in place."""
+
+    ctx: SpatialContext
+
+    @classmethod
+    def adopt(cls, module: nn.Module, ctx: SpatialContext) -> nn.Module:
+        """Turn `module` (an instance of the parent class) into this spatial twin, keeping its parameters."""
+        module.__class__ = cls
+        module.ctx = ctx
+        return module
+
+    def extra_repr(self) -> str:
+        parent = super().extra_repr()
+        return f"{parent}, grid={self.ctx.grid}" if parent else f"grid={self.ctx.grid}"
+
+
+class HaloConv2d(SpatialMixin, nn.Conv2d):
+    """Stride-1 convolution whose zero padding is replaced by the neighbours' border pixels.
+
+    The halo is `dilation * (kernel - 1) / 2` pixels per side (with corners), so a tile's output equals the
+    same rows and columns of the convolution of the whole scene; zero padding remains at the scene's edges.
+    """
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = self.padding
+        padded = halo_exchange(hidden_state, self.ctx, pad_h, pad_h, pad_w, pad_w)
+        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the whole scene (all tiles of the spatial group).
+
+    Two all-reduces (sum and count, then the centred sum of squares) rather than one of the raw moments keep
+    the variance as accurate as torch's own two-pass computation. `nn.SyncBatchNorm` does not run on CPU.
+    In evaluation the running statistics are used, exactly as in `nn.BatchNorm2d`.
+    """
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        if not (self.training or self.running_mean is None):
+            return super().forward(hidden_state)
+        dims = (0, 2, 3)
+        local_count = hidden_state.numel() // hidden_state.shape[1]
+        count = all_reduce_sum(hidden_state.new_tensor([float(local_count)]), self.ctx).detach()
+        mean = all_reduce_sum(hidden_state.sum(dims), self.ctx) / count
+        centred = hidden_state - mean[None, :, None, None]
+        var = all_reduce_sum(centred.square().sum(dims), self.ctx) / count
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), count.item())
+        normalised = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            normalised = normalised * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return normalised
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = var * (count / max(count - 1.0, 1.0))
+        self.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+
+
+def _bin_matrix(
+    bins: int, length: int, start: int, stop: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """(bins, stop - start) weights: 1/bin_size where global row `start + j` lies in adaptive bin i."""
+    rows = torch.arange(start, stop, device=device)
+    lower = torch.tensor([(i * length) // bins for i in range(bins)], device=device)
+    upper = torch.tensor([-((-(i + 1) * length) // bins) for i in range(bins)], device=device)
+    inside = (rows[None, :] >= lower[:, None]) & (rows[None, :] < upper[:, None])
+    return inside.to(dtype) / (upper - lower).to(dtype)[:, None]
+
+
+class SpatialAdaptiveAvgPool2d(SpatialMixin, nn.AdaptiveAvgPool2d):
+    """Adaptive average pooling with bins over the whole scene; every rank gets the whole pooled map.
+
+    Each rank sums its part of every global bin (bins are those of `adaptive_avg_pool2d`: start
+    floor(i*H/s), end ceil((i+1)*H/s)), and one all-reduce adds the parts. Backward of that all-reduce is an
+    all-reduce too, because every rank's pooled map feeds its own tile of the loss.
+    """
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        out_h, out_w = (
+            (self.output_size, self.output_size) if isinstance(self.output_size, int) else self.output_size
+        )
+        layout = gather_layout(self.ctx, *hidden_state.shape[2:], what="pyramid pooling input")
+        box = layout.box()
+        kwargs = {"dtype": hidden_state.dtype, "device": hidden_state.device}
+        row_weights = _bin_matrix(out_h, layout.height, box.top, box.bottom, **kwargs)
+        col_weights = _bin_matrix(out_w, layout.width, box.left, box.right, **kwargs)
+        partial = torch.einsum("ih,bchw,jw->bcij", row_weights, hidden_state, col_weights)
+        return all_reduce_sum(partial, self.ctx)
+
+
+def _source_positions(
+    out_start: int, out_stop: int, in_size: int, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower source index and weight of the upper one for output rows [out_start, out_stop) (align_corners=False)."""
+    scale = in_size / out_size
+    position = ((torch.arange(out_start, out_stop, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0.0)
+    lower = position.floor().long().clamp(max=in_size - 1)
+    return lower, position - lower
+
+
+def _interpolate_axis(
+    source: torch.Tensor, dim: int, lower: torch.Tensor, weight: torch.Tensor, last: int
+) -> torch.Tensor:
+    """Linear interpolation along `dim` of `source` at local indices `lower` (+1, clamped to `last`)."""
+    upper = (lower + 1).clamp(max=last)
+    shape = [1] * source.ndim
+    shape[dim] = -1
+    weight = weight.to(source.dtype).view(shape)
+    return source.index_select(dim, lower) * (1 - weight) + source.index_select(dim, upper) * weight
+
+
+class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
+    """Bilinear resizing (align_corners=False) of a split map to a split map, in global coordinates.
+
+    Source and target tiles are learnt from every rank's shapes; each rank receives the few source rows and
+    columns beyond its tile that its output pixels interpolate from (a halo of 1-2 pixels when upsampling),
+    so tile borders leave no seam.
+    """
+
+    def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        source = gather_layout(self.ctx, *hidden_state.shape[2:], what="resize input")
+        target = gather_layout(self.ctx, *size, what="resize output")
+        plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
+        (top, bottom), (left, right) = (plan[0] for plan in plans)
+        padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right)
+        for axis, (_, lower, weight, last) in enumerate(plans):
+            padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
+        return padded
+
+    def _axis_plan(self, source, target, axis: int):
+        """Halo (before, after) every rank uses on this axis, and this rank's local indices and weights."""
+        edges_in = source.row_edges if axis == 0 else source.col_edges
+        edges_out = target.row_edges if axis == 0 else target.col_edges
+        in_size, out_size = edges_in[-1], edges_out[-1]
+        before = after = 0
+        for tile in range(len(edges_in) - 1):
+            lower, _ = _source_positions(edges_out[tile], edges_out[tile + 1], in_size, out_size)
+            before = max(before, edges_in[tile] - int(lower.min()))
+            after = max(after, min(int(lower.max()) + 1, in_size - 1) - (edges_in[tile + 1] - 1))
+        mine = self.ctx.coord[axis]
+        lower, weight = _source_positions(edges_out[mine], edges_out[mine + 1], in_size, out_size)
+        offset = edges_in[mine] - before
+        last = min(in_size - 1, edges_in[mine + 1] - 1 + after) - offset
+        return (before, after), lower - offset, weight, last
+
+
+class ReplicatedSourceResize(SpatialMixin, RestBilinearResize):
+    """Bilinear resizing of a map every rank holds whole (a pooled map) to this rank's tile of the target.
+
+    No communication: each rank interpolates its own output rows from the full source. The source's gradient
+    is this rank's partial sum, which the pooling's all-reduce adds up in backward.
+    """
+
+    def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        target = gather_layout(self.ctx, *size, what="resize output")
+        box = target.box()
+        in_h, in_w = hidden_state.shape[2:]
+        rows, row_weight = _source_positions(box.top, box.bottom, in_h, target.height)
+        cols, col_weight = _source_positions(box.left, box.right, in_w, target.width)
+        resized = _interpolate_axis(hidden_state, 2, rows, row_weight, in_h - 1)
+        return _interpolate_axis(resized, 3, cols, col_weight, in_w - 1)
+
+
+class SpatialGRN(SpatialMixin, ConvNextV2GRN):
+    """ConvNeXt-V2 global response normalisation with the L2 norm over the whole scene's H and W.
+
+    Installed on `ConvNextV2GRN` modules (channels-last input (B, H, W, C)); the squared sums of all tiles are
+    all-reduced before the square root.
+    """
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        squared = all_reduce_sum(hidden_state.square().sum(dim=(1, 2), keepdim=True), self.ctx)
+        global_features = squared.sqrt()
+        norm_features = global_features / (global_features.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.weight * (hidden_state * norm_features) + self.bias + hidden_state
+
+
+__all__ = [
+    "HaloConv2d",
+    "SpatialBatchNorm2d",
+    "SpatialAdaptiveAvgPool2d",
+    "SpatialBilinearResize",
+    "ReplicatedSourceResize",
+    "SpatialGRN",
+]
