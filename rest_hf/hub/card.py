@@ -22,7 +22,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..models import RestConfig, RestImageProcessor
 
 MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
-MODEL_CARD_TEMPLATE = MODEL_CARDS_DIR / "rest_model_card.md"
 DATASET_INFO_DIR = MODEL_CARDS_DIR / "datasets"
 
 REST_CITATION = """@article{chen2025rest,
@@ -41,10 +40,12 @@ MEAN_IOU, CLASS_IOU = "mean_iou", "iou"
 _BACKBONE_NAMES = {"swin": "Swin Transformer", "convnext": "ConvNeXt", "convnextv2": "ConvNeXt V2"}
 
 
-def _template_file(path: Path) -> Path:
+def template_path(name: str) -> Path:
+    """Path of a template in `model_cards/`, with an error that says how to get it when it is missing."""
+    path = MODEL_CARDS_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"model card template {path} is missing; rest_hf reads its templates from the model_cards/ folder of "
+            f"card template {path} is missing; rest_hf reads its templates from the model_cards/ folder of "
             "its source tree: install it from a checkout (pip install -e .)"
         )
     return path
@@ -232,7 +233,7 @@ def render_model_card(
     image_mean, image_std = image_processor.image_mean, image_processor.image_std
     return ModelCard.from_template(
         card_data,
-        template_path=str(_template_file(MODEL_CARD_TEMPLATE)),
+        template_path=str(template_path("rest_model_card.md")),
         title=title,
         summary=summary,
         notes=notes,
@@ -276,4 +277,5 @@ __all__ = [
     "default_image_processor",
     "render_model_card",
     "segmentation_eval_results",
+    "template_path",
 ]
