@@ -32,7 +32,9 @@ def _worker(rank, fn, nprocs, tmp, timeout, args):
         timeout=timedelta(seconds=timeout),
     )
     try:
+        dist.barrier()  # every pair is connected before any rank can finish and close its sockets
         fn(rank, nprocs, *args)
+        dist.barrier()
     except BaseException:
         with open(os.path.join(tmp, f"rank{rank}.err"), "w") as f:
             f.write(f"{time.time()!r}\n{traceback.format_exc()}")
