@@ -630,6 +630,11 @@ def convert_original_state_dict(
     kind += " + UPerHead_lwc" if config.decoder_variant == "lwc" else " + UPerHead"
     kind += " + FCNHead" if config.use_auxiliary_head else ""
     notes = [f"key count checked: {expected} tensors expected for this architecture"]
+    dtypes = sorted(
+        {str(state_dict[k].dtype) for k in used if state_dict[k].is_floating_point()} - {"torch.float32"}
+    )
+    if dtypes:
+        notes.append(f"source tensors in {', '.join(dtypes)} were stored as float32")
     if is_rest:
         heads = config.interaction_num_heads[config.interaction_stages[0]]
         notes.append(

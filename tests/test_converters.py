@@ -170,11 +170,12 @@ def test_baseline_fbp_checkpoint_matches_the_original(tmp_path, fbp_state_dict):
     assert model.config.id2label[23] == "airport" and len(model.config.palette) == 24
 
 
-def test_bare_dict_with_module_prefix_is_accepted(tmp_path, fbp_state_dict):
-    prefixed = {f"module.{k}": v for k, v in fbp_state_dict.items()}
-    checkpoint = _save(tmp_path, prefixed, wrap=False)
-    convert_original_checkpoint(checkpoint, tmp_path / "out", dataset="fbp")
-    _check_folder_against_original(tmp_path / "out", fbp_state_dict, None)
+def test_bare_half_precision_dict_with_module_prefix_is_accepted(tmp_path, fbp_state_dict):
+    half = {k: v.half() if v.is_floating_point() else v for k, v in fbp_state_dict.items()}
+    checkpoint = _save(tmp_path, {f"module.{k}": v for k, v in half.items()}, wrap=False)
+    report = convert_original_checkpoint(checkpoint, tmp_path / "out", dataset="fbp")
+    assert "source tensors in torch.float16 were stored as float32" in report.notes
+    _check_folder_against_original(tmp_path / "out", half, None)
 
 
 def test_cli_requires_and_validates_interaction_heads(tmp_path, water_state_dict, fbp_state_dict, capsys):
