@@ -132,7 +132,7 @@ class WholeSceneDataset(Dataset):
         """The sample's geometry and photometric parameters (the same on every process)."""
         index, epoch, _ = self._key(key)
         if scene_size is None:
-            with open_raster(self.records[index].image, self.info.bands) as source:
+            with open_raster(self.records[index].image, self.info.bands, self.info.mask_alpha) as source:
                 scene_size = (source.height, source.width)
         rng = sample_rng(self.seed, epoch, index) if self.augment is not None else None
         return draw_geometry(
@@ -159,7 +159,7 @@ class WholeSceneDataset(Dataset):
         index, epoch, position = self._key(key)
         record = self.records[index]
         info = self.info
-        with open_raster(record.image, info.bands) as image_source:
+        with open_raster(record.image, info.bands, info.mask_alpha) as image_source:
             if image_source.count != info.num_bands:
                 raise ValueError(
                     f"{record.image} gives {image_source.count} bands, dataset {info.name!r} needs {info.num_bands}"

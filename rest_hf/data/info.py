@@ -207,6 +207,8 @@ class DatasetInfo:
             compute them from the training scenes (`compute_band_statistics`).
         value_range: Full scale of the raw values (255 for 8-bit imagery); photometric jitter works in this unit.
         clip_range: Clip photometrically jittered raw values to [0, value_range] (integer imagery).
+        mask_alpha: Treat a band the file tags as alpha as a validity mask (pixels with alpha 0 are nodata).
+            `False` where that band is data (FBP's N,R,G,B files are often tagged RGBA).
         title, url: Human-readable name and where the data comes from (model cards).
     """
 
@@ -221,6 +223,7 @@ class DatasetInfo:
     image_std: tuple[float, ...] | None = None
     value_range: float = 255.0
     clip_range: bool = True
+    mask_alpha: bool = True
     title: str = ""
     url: str = ""
     extras: dict[str, Any] = field(default_factory=dict)

@@ -138,7 +138,8 @@ FBP = DatasetInfo(
     title="Five-Billion-Pixels (Gaofen-2 land cover, 4 m)",
     url="https://x-ytong.github.io/project/Five-Billion-Pixels.html",
 )
-FBP_OFFICIAL_NIRRGB = FBP.replace(bands=(2, 3, 4), label_mapping=_shifted(24))
+# 4-band 8-bit TIFFs are tagged R, G, B, alpha by GDAL by default: the 4th band is data here, never a mask.
+FBP_OFFICIAL_NIRRGB = FBP.replace(bands=(2, 3, 4), label_mapping=_shifted(24), mask_alpha=False)
 FBP_OFFICIAL_RGB = FBP.replace(label_mapping=_shifted(24))
 
 WHU_OHS = DatasetInfo(
@@ -356,7 +357,7 @@ class FolderLayout(Layout):
 
         {"classes": ["background", "building"], "ignore_index": 255, "palette": [[0, 0, 0], [255, 0, 0]],
          "bands": [1, 2, 3], "image_mean": [...], "image_std": [...], "value_range": 255,
-         "label_values": {"0": 0, "255": 1}, "colour_coded": false}
+         "label_values": {"0": 0, "255": 1}, "colour_coded": false, "mask_alpha": true}
 
     Only `classes` (or `id2label`) is required; labels then hold ids 0..K-1 and `ignore_index`.
     """
@@ -498,6 +499,7 @@ class FolderLayout(Layout):
             image_std=None if std is None else tuple(float(v) for v in std),
             value_range=value_range,
             clip_range=bool(overrides.pop("clip_range", spec.get("clip_range", True))),
+            mask_alpha=bool(overrides.pop("mask_alpha", spec.get("mask_alpha", True))),
             title=overrides.pop("title", spec.get("title", "")),
             url=overrides.pop("url", spec.get("url", "")),
             **overrides,

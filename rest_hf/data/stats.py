@@ -34,7 +34,7 @@ def compute_band_statistics(
     count = 0
     step = max(1, len(records) // max_scenes)
     for record in list(records)[::step][:max_scenes]:
-        with open_raster(record.image, info.bands) as source:
+        with open_raster(record.image, info.bands, info.mask_alpha) as source:
             height, width = source.height, source.width
             if height * width <= window * window * windows_per_scene:
                 windows = [(0, 0, height, width)]

@@ -54,7 +54,7 @@ def validate_records(
     checked: list[SceneRecord] = []
     for record in records:
         try:
-            with open_raster(record.image, info.bands) as image:
+            with open_raster(record.image, info.bands, info.mask_alpha) as image:
                 size = (image.height, image.width)
                 if image.count != info.num_bands:
                     problems.append(
