@@ -27,6 +27,8 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import SwinConfig
 
+from .data.info import DatasetInfo
+from .data.layouts import FBP, GLH_WATER
 from .models import RestConfig, RestForSemanticSegmentation, RestImageProcessor
 from .models.configuration_rest import IMAGENET_MEAN_255, IMAGENET_STD_255
 
@@ -38,42 +40,8 @@ class ConversionError(ValueError):
 # --------------------------------------------------------------------------------------------- datasets
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Label set of a dataset the released checkpoints were trained on."""
-
-    name: str
-    classes: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
-    labels: str
-
-
-# fmt: off
-DATASETS: dict[str, DatasetInfo] = {
-    "glh-water": DatasetInfo(
-        name="GLH-Water",
-        classes=("background", "water"),
-        palette=((0, 0, 0), (255, 255, 255)),
-        labels="0 = background, 1 = water (the masks' value 255 is read as 1); no ignore value inside the masks",
-    ),
-    "fbp": DatasetInfo(
-        name="Five-Billion-Pixels (FBP)",
-        classes=(
-            "industrial area", "paddy field", "irrigated field", "dry cropland", "garden land", "arbor forest",
-            "shrub forest", "park land", "natural meadow", "artificial meadow", "river", "urban residential",
-            "lake", "pond", "fish pond", "snow", "bareland", "rural residential", "stadium", "square", "road",
-            "overpass", "railway station", "airport",
-        ),
-        palette=(
-            (200, 0, 0), (0, 200, 0), (150, 250, 0), (150, 200, 150), (200, 0, 200), (150, 0, 250),
-            (150, 150, 250), (200, 150, 200), (250, 200, 0), (200, 200, 0), (0, 0, 200), (250, 0, 150),
-            (0, 150, 200), (0, 200, 250), (150, 200, 250), (250, 250, 250), (200, 200, 200), (200, 150, 150),
-            (250, 200, 150), (150, 150, 0), (250, 150, 150), (250, 150, 0), (250, 200, 250), (200, 150, 0),
-        ),
-        labels="mask values 0-23 are the classes in this order; 255 is ignored by the loss and the metrics",
-    ),
-}
-# fmt: on
+# Label sets of the released checkpoints' datasets (class names, palette, title), shared with rest_hf.data.
+DATASETS: dict[str, DatasetInfo] = {"glh-water": GLH_WATER, "fbp": FBP}
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -314,10 +282,10 @@ def original_config(
             "the checkpoint does not record the scales: pass matching pool_scales"
         )
     num_labels = classifier.shape[0]
-    if num_labels != len(info.classes):
+    if num_labels != len(info.id2label):
         raise ConversionError(
-            f"the classifier {tuple(classifier.shape)} has {num_labels} classes but {info.name} has "
-            f"{len(info.classes)}; check --dataset"
+            f"the classifier {tuple(classifier.shape)} has {num_labels} classes but {info.title} has "
+            f"{len(info.id2label)}; check --dataset"
         )
 
     auxiliary: dict = {"use_auxiliary_head": any(k.startswith("auxiliary_head.") for k in state_dict)}
@@ -361,8 +329,8 @@ def original_config(
         pool_scales=list(pool_scales),
         loss_ignore_index=255,
         decoder_variant=variant,
-        id2label=dict(enumerate(info.classes)),
-        label2id={name: i for i, name in enumerate(info.classes)},
+        id2label=dict(info.id2label),
+        label2id={name: i for i, name in info.id2label.items()},
         palette=[list(colour) for colour in info.palette],
         **interaction_kwargs,
         **auxiliary,
@@ -919,11 +887,10 @@ def _original_model_card(
 ) -> ModelCard:
     from .hub.card import render_model_card
 
-    info = DATASETS[dataset]
     summary = (
         f"Converted with rest_hf's `scripts/convert_rest_original.py` from the original checkpoint `{report.source}` "
-        f"({report.kind}) of [REST_code](https://github.com/weichenrs/REST_code). Dataset: {info.name}; labels: "
-        f"{info.labels}."
+        f"({report.kind}) of [REST_code](https://github.com/weichenrs/REST_code). Dataset: "
+        f"{DATASETS[dataset].title}; its classes and colours are listed below."
     )
     if config.interaction_stages:
         heads = config.interaction_num_heads[config.interaction_stages[0]]
