@@ -11,6 +11,7 @@ build alone, without anyone reading the whole scene.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,20 @@ from .info import DatasetInfo
 from .reading import open_raster
 from .records import SceneRecord
 from .sampler import SampleKey
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """The picklable part of a `SpatialContext` the dataset needs (process groups do not pickle): the grid and
+    this process's tile. DataLoader workers started with `spawn` get this instead of the context."""
+
+    grid: tuple[int, int]
+    coord: tuple[int, int]
+
+    def partition(self, height: int, width: int, alignment: int = 1, min_tile: int | None = None) -> Any:
+        from ..spatial.partition import partition
+
+        return partition(height, width, self.grid, self.coord, alignment, min_tile)
 
 
 def _pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -109,6 +124,13 @@ class WholeSceneDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        ctx = state.get("ctx")
+        if ctx is not None and hasattr(ctx, "grid") and hasattr(ctx, "coord"):
+            state["ctx"] = _Tiles(tuple(ctx.grid), tuple(ctx.coord))
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for items requested by a plain index (a `SampleKey` carries its own)."""

@@ -31,6 +31,9 @@ class AugmentConfig:
     """Random augmentation of training samples. Every random choice is drawn once per sample, from a generator
     seeded by (seed, epoch, sample index), so every process of a spatial group draws the same.
 
+    The defaults suit nadir imagery (any orientation is plausible: vertical flips and quarter turns too);
+    `AugmentConfig.rest_recipe()` is the paper's pipeline (better for UAVid's oblique views).
+
     Attributes:
         random_crop: Place the crop window at random (otherwise centred).
         hflip: Probability of a horizontal flip.
@@ -38,7 +41,8 @@ class AugmentConfig:
         rotate90: Rotate by a uniformly drawn multiple of 90 degrees. With a non-square `crop_size` the crop
             window is drawn transposed for odd turns, so the sample keeps its size.
         scale_range: Scale jitter factor range `(low, high)` relative to the native resolution (log-uniform),
-            or `None`. REST's recipe uses (0.5, 2.0).
+            or `None`. REST's recipe uses (0.5, 2.0) (mmseg's RandomResize ratio range on crops at native
+            resolution).
         brightness: Additive brightness jitter, as a fraction of the dataset's `value_range` (32/255 = mmseg's
             PhotoMetricDistortion delta).
         contrast: Multiplicative contrast range, or `None`.
@@ -66,6 +70,22 @@ class AugmentConfig:
         for name in ("hflip", "vflip", "photometric_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+
+    @classmethod
+    def rest_recipe(cls, num_bands: int = 3) -> AugmentConfig:
+        """The REST paper's training pipeline (its mmseg configs): scale 0.5-2.0, random crop, horizontal flip
+        with probability 0.5, photometric distortion (each jitter with probability 0.5; not for hyperspectral
+        data, as in its WHU-OHS configs). Hue jitter is not reproduced."""
+        photometric = num_bands == 3
+        return cls(
+            hflip=0.5,
+            vflip=0.0,
+            rotate90=False,
+            scale_range=(0.5, 2.0),
+            brightness=32 / 255 if photometric else 0.0,
+            contrast=(0.5, 1.5) if photometric else None,
+            saturation=(0.5, 1.5) if photometric else None,
+        )
 
     @classmethod
     def none(cls) -> AugmentConfig:

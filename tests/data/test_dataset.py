@@ -301,3 +301,30 @@ def test_resize_matches_torch_interpolate():
             torch.from_numpy(labels)[None, None].double(), size=size, mode="nearest-exact"
         )
         np.testing.assert_array_equal(resize_whole(labels, size, "nearest"), expected[0, 0].numpy())
+
+
+def test_dataset_pickles_without_the_process_group(build):
+    """DataLoader workers started with spawn get the grid and the tile, not the (unpicklable) process group."""
+    import pickle
+    from dataclasses import replace
+
+    root = build.glh_water(splits=("train",))
+    records = scan_layout(root, "glh-water", "train")
+    ctx = replace(
+        contexts((1, 2))[1], group=lambda: None
+    )  # a lambda stands for a process group: not picklable
+    dataset = WholeSceneDataset(
+        records, dataset_info("glh-water"), RestImageProcessor(), ctx, 32, FULL, alignment=8
+    )
+    copy = pickle.loads(pickle.dumps(dataset))
+    a, b = dataset[SampleKey(1, 2, 0)], copy[SampleKey(1, 2, 0)]
+    assert a["box"] == b["box"] == (0, 16, 32, 16)
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_rest_recipe():
+    recipe = AugmentConfig.rest_recipe()
+    assert (
+        recipe.scale_range == (0.5, 2.0) and recipe.hflip == 0.5 and recipe.vflip == 0 and not recipe.rotate90
+    )
+    assert AugmentConfig.rest_recipe(num_bands=32).contrast is None

@@ -98,9 +98,10 @@ def test_state_after_a_prefetched_batch(build):
     info = dataset_info("glh-water", root)
     dataset = WholeSceneDataset(scan_layout(root, "glh-water"), info, RestImageProcessor(), crop_size=16)
     sampler = SceneSampler(dataset, seed=0)
-    loader = DataLoader(dataset, batch_size=2, sampler=sampler, collate_fn=collate_samples)
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, collate_fn=collate_samples, num_workers=2)
     batches = iter(loader)
     first = next(batches)
+    assert sampler.state_dict()["index"] > 2  # the workers have already been handed more samples
     state = SceneSampler.state_after(first)
     assert state == {"epoch": 0, "index": 2}
     remaining = [b["index"].tolist() for b in batches]
