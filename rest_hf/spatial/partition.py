@@ -190,6 +190,11 @@ class TilePartition:
             raise ValueError(
                 "TilePartition.gather needs the partition's SpatialContext (use ctx.partition(...))"
             )
+        if (self.ctx.grid, self.ctx.coord) != (self.grid, self.coord):
+            raise ValueError(
+                f"partition of grid {self.grid} at {self.coord} cannot gather over a context of grid "
+                f"{self.ctx.grid} at {self.ctx.coord}"
+            )
         from .comm import all_gather_uneven
 
         lead = local.shape[:-2]
