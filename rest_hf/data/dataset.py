@@ -49,6 +49,17 @@ class _Tiles:
         return partition(height, width, self.grid, self.coord, alignment, min_tile)
 
 
+def _pad(array: np.ndarray | None, shape: tuple[int, ...], fill: Any, dtype: Any) -> np.ndarray:
+    """`array` (the inside part of a tile) at the top-left of a `shape` array filled with `fill` (padding past
+    the scene's bottom/right end); `array` itself when it already has the full shape."""
+    if array is not None and array.shape == shape:
+        return array.astype(dtype, copy=False)
+    out = np.full(shape, fill, dtype)
+    if array is not None:
+        out[..., : array.shape[-2], : array.shape[-1]] = array
+    return out
+
+
 def _pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
@@ -199,8 +210,6 @@ class WholeSceneDataset(Dataset):
                 scene[1],
                 geometry.resized_size[1],
             )
-            image = np.zeros((info.num_bands, height, width), np.float32)
-            valid = np.zeros((height, width), bool)
             inside = rows.inside > 0 and cols.inside > 0
             window = (
                 rows.read_start,
@@ -208,15 +217,20 @@ class WholeSceneDataset(Dataset):
                 rows.read_stop - rows.read_start,
                 cols.read_stop - cols.read_start,
             )
+            image = valid = None
             if inside:
-                raw, raw_valid = image_source.read_masked(*window)
-                raw = raw.astype(np.float32)
-                raw[:, ~raw_valid] = 0.0  # nodata never leaks into its neighbours through the resize
-                image[:, : rows.inside, : cols.inside] = resample_bilinear(raw, rows, cols)
-                valid[: rows.inside, : cols.inside] = resample_nearest(raw_valid, rows, cols)
+                raw, valid = image_source.read_masked(*window)
+                image = raw.astype(np.float32)
+                np.copyto(
+                    image, 0.0, where=~valid[None]
+                )  # nodata never leaks into neighbours through a resize
+                if geometry.resized:
+                    image, valid = resample_bilinear(image, rows, cols), resample_nearest(valid, rows, cols)
+                # (without a resize, the window read is exactly the inside part of the tile)
+            image = _pad(image, (info.num_bands, height, width), 0.0, np.float32)
+            valid = _pad(valid, (height, width), False, bool)
         labels = None
         if record.label is not None:
-            labels = np.full((height, width), info.ignore_index, np.int64)
             if inside:
                 with open_raster(record.label, mask_alpha=False) as label_source:
                     if (label_source.height, label_source.width) != scene:
@@ -225,9 +239,10 @@ class WholeSceneDataset(Dataset):
                             f"{record.image} is {scene[0]}x{scene[1]} px; run validate_records before training"
                         )
                     raw_labels = label_source.read(*window)
-                labels[: rows.inside, : cols.inside] = info.map_labels(
-                    resample_nearest(raw_labels, rows, cols)
-                )
+                if geometry.resized:
+                    raw_labels = resample_nearest(raw_labels, rows, cols)
+                labels = info.map_labels(raw_labels)
+            labels = _pad(labels, (height, width), info.ignore_index, np.int64)
             labels[~valid] = info.ignore_index
 
         image = self._photometric(image, geometry)

@@ -64,6 +64,7 @@ class ValueMap(LabelMapping):
         keys = np.array(sorted(self.table), dtype=np.int64)
         self._keys = keys
         self._values = np.array([self.table[int(k)] for k in keys], dtype=np.int64)
+        self._luts: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
     def identity(cls, num_labels: int, ignore_index: int = 255) -> ValueMap:
@@ -72,16 +73,37 @@ class ValueMap(LabelMapping):
         table[ignore_index] = ignore_index
         return cls(table, ignore_index)
 
+    def _lut(self, size: int, offset: int) -> np.ndarray:
+        """Lookup table over every value of a small integer type (value + offset -> class id), cached."""
+        key = (size, offset)
+        if key not in self._luts:
+            lut = np.full(size, self.ignore_index, np.int64)
+            for value, class_id in self.table.items():
+                if 0 <= value + offset < size:
+                    lut[value + offset] = class_id
+            self._luts[key] = lut
+        return self._luts[key]
+
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw = _single_band(np.asarray(raw))
+        if raw.dtype == np.bool_:
+            raw = raw.view(np.uint8)
+        if raw.dtype.kind in "ui" and raw.dtype.itemsize <= 2:  # 8/16-bit labels: one table lookup per pixel
+            size = 1 << (8 * raw.dtype.itemsize)
+            if raw.dtype.kind == "u":
+                return self._lut(size, 0)[raw]
+            return self._lut(size, size // 2)[raw.astype(np.int32) + size // 2]
         if np.issubdtype(raw.dtype, np.floating):
-            finite = np.isfinite(raw)
-            raw = np.where(finite, raw, -1).astype(np.int64)
+            integral = np.isfinite(raw) & (np.floor(raw) == raw)
+            raw = np.where(integral, raw, np.iinfo(np.int64).min).astype(np.int64)
         flat = raw.astype(np.int64, copy=False).ravel()
         position = np.clip(np.searchsorted(self._keys, flat), 0, len(self._keys) - 1)
         found = self._keys[position] == flat
         out = np.where(found, self._values[position], self.ignore_index)
         return out.reshape(raw.shape).astype(np.int64, copy=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_luts": {}}
 
     def unknown(self, raw: np.ndarray) -> list[Any]:
         raw = _single_band(np.asarray(raw))
@@ -130,6 +152,7 @@ class ColourMap(LabelMapping):
         keys = np.array(sorted(codes), dtype=np.int64)
         self._keys = keys
         self._values = np.array([codes[int(k)] for k in keys], dtype=np.int64)
+        self._lut: np.ndarray | None = None
 
     @staticmethod
     def _code(colour: Sequence[int]) -> int:
@@ -143,15 +166,25 @@ class ColourMap(LabelMapping):
                 f"colour-coded label needs 3 bands (R, G, B), got an array of shape {raw.shape}; "
                 "pass the RGB mask, not a class-id mask"
             )
-        rgb = raw[:3].astype(np.int64)
+        rgb = raw[:3].astype(np.int64 if raw.dtype.itemsize > 1 else np.int32)
         return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw)
         codes = self._codes(raw)
+        if raw.dtype == np.uint8 and self._values.max(initial=0) < 256 and self.ignore_index < 256:
+            if self._lut is None:  # 2^24 colours -> id, 16 MB, built once
+                lut = np.full(1 << 24, self.ignore_index, np.uint8)
+                lut[self._keys] = self._values
+                self._lut = lut
+            return self._lut[codes].astype(np.int64)
         flat = codes.ravel()
         position = np.clip(np.searchsorted(self._keys, flat), 0, len(self._keys) - 1)
         found = self._keys[position] == flat
         return np.where(found, self._values[position], self.ignore_index).reshape(codes.shape)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_lut": None}
 
     def unknown(self, raw: np.ndarray) -> list[Any]:
         codes = np.unique(self._codes(raw))

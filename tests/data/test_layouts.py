@@ -246,3 +246,29 @@ def test_dataset_info_checks_itself():
     with pytest.raises(ValueError, match="compute_band_statistics"):
         WHU_OHS.processor_kwargs()
     json.dumps(GLH_WATER.config_kwargs())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32])
+def test_value_map_every_label_dtype(dtype):
+    mapping = ValueMap({0: 255, 1: 0, 2: 1}, ignore_index=255)
+    raw = np.array([[0, 1, 2], [3, 2, 1]], dtype=dtype)
+    expected = np.array([[255, 0, 1], [255, 1, 0]])
+    out = mapping(raw)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, expected)
+    if np.issubdtype(dtype, np.floating):
+        np.testing.assert_array_equal(mapping(np.array([1.5, np.nan, 2.0], dtype)), [255, 255, 1])
+    if np.issubdtype(dtype, np.signedinteger):
+        np.testing.assert_array_equal(mapping(np.array([-1, 1], dtype)), [255, 0])
+
+
+def test_colour_map_fast_and_general_paths_agree():
+    rng = np.random.default_rng(0)
+    palette = UAVID.palette
+    raw = np.moveaxis(np.array(palette, np.uint8)[rng.integers(0, 8, (6, 7))], -1, 0).copy()
+    raw[:, 0, 0] = (1, 2, 3)
+    mapping = ColourMap(palette)
+    fast = mapping(raw)
+    general = mapping(raw.astype(np.uint16))
+    np.testing.assert_array_equal(fast, general)
+    assert fast[0, 0] == 255 and fast.dtype == np.int64
