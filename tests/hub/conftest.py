@@ -1,4 +1,4 @@
-"""Fixtures for the Hub tests: a tiny saved model, offline/online switches, a recording HfApi."""
+"""Fixtures for the Hub tests: a tiny saved model, offline/online switches, a recording HfApi, a scene folder."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import CommitInfo, constants
 
 from rest_hf import RestConfig, RestForSemanticSegmentation, RestImageProcessor
+
+from .helpers import write_raster
 
 REPO_ID = "rest-hf-test/tiny-swin"
 
@@ -89,3 +92,19 @@ class RecordingApi:
 @pytest.fixture
 def api() -> RecordingApi:
     return RecordingApi()
+
+
+@pytest.fixture
+def water_root(tmp_path) -> Path:
+    """A GLH-Water-style folder: train (2 scenes), val (1 scene); masks 0/255 as PNG; one sidecar file."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "glh"
+    for split, names, size in (("train", ["a", "b"], (40, 48)), ("val", ["c"], (32, 32))):
+        for name in names:
+            write_raster(
+                root / split / "image" / f"{name}.tif", rng.integers(0, 255, (3, *size), dtype=np.uint8)
+            )
+            mask = (rng.random(size) > 0.5).astype(np.uint8) * 255
+            write_raster(root / split / "label" / f"{name}.png", mask, driver="PNG", georeferenced=False)
+    (root / "train" / "image" / "a.tif.aux.xml").write_text("<PAMDataset/>")
+    return root

@@ -3,19 +3,13 @@ index with `datasets`, and refuse folders that do not match their layout."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import CommitInfo, DatasetCard
-from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils.sha import git_hash
+from huggingface_hub import DatasetCard
 
 from rest_hf.cli import main
 from rest_hf.commands.dataset import LAYOUT_NAMES
@@ -23,87 +17,9 @@ from rest_hf.data import LAYOUTS, resolve_dataset_root, scan_layout
 from rest_hf.hub.datasets import INDEX_COLUMNS, pull_dataset, push_dataset
 from rest_hf.hub.errors import HubError
 
-from .helpers import fill_hub_cache
+from .helpers import MirrorApi, fill_hub_cache, write_raster
 
 REPO = "rest-hf-test/water-scenes"
-
-
-@dataclass
-class MirrorApi:
-    """A Hub stand-in that applies each commit to `folder` (the repository's files) and lists them like the Hub.
-
-    Files of 1 kB or more are listed as LFS files (sha256), smaller ones by their git blob hash, as on the Hub.
-    `fail_after` commits succeed, then create_commit raises (the commit is not applied: commits are atomic).
-    """
-
-    folder: Path
-    commits: list[list[str]] = field(default_factory=list)
-    fail_after: int | None = None
-
-    def create_repo(self, repo_id, **kwargs):
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def create_branch(self, repo_id, **kwargs):
-        pass
-
-    def list_repo_tree(self, repo_id, **kwargs):
-        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-            data = path.read_bytes()
-            entry: dict[str, Any] = {"path": path.relative_to(self.folder).as_posix(), "size": len(data)}
-            if len(data) >= 1024:
-                sha = hashlib.sha256(data).hexdigest()
-                entry.update(oid="0" * 40, lfs={"size": len(data), "oid": sha, "pointerSize": 130})
-            else:
-                entry["oid"] = git_hash(data)
-            yield RepoFile(**entry)
-
-    def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
-        if self.fail_after is not None and len(self.commits) >= self.fail_after:
-            raise ConnectionError("connection reset during upload")
-        for operation in operations:
-            source = operation.path_or_fileobj
-            target = self.folder / operation.path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source if isinstance(source, bytes) else Path(source).read_bytes())
-        self.commits.append([operation.path_in_repo for operation in operations])
-        return CommitInfo(
-            commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{len(self.commits)}",
-            commit_message=commit_message,
-            commit_description="",
-            oid=f"{len(self.commits):040d}",
-        )
-
-
-def _write(path: Path, array: np.ndarray, driver: str = "GTiff", georeferenced: bool = True) -> None:
-    import rasterio
-    from affine import Affine
-    from rasterio.errors import NotGeoreferencedWarning
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = array if array.ndim == 3 else array[None]
-    profile = dict(
-        driver=driver, height=array.shape[1], width=array.shape[2], count=array.shape[0], dtype=array.dtype
-    )
-    if georeferenced:
-        profile.update(crs="EPSG:32618", transform=Affine(0.3, 0, 500000, 0, -0.3, 4000000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(array)
-
-
-@pytest.fixture
-def water_root(tmp_path) -> Path:
-    """A GLH-Water-style folder: train (2 scenes), val (1 scene); masks 0/255 as PNG; one sidecar file."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "glh"
-    for split, names, size in (("train", ["a", "b"], (40, 48)), ("val", ["c"], (32, 32))):
-        for name in names:
-            _write(root / split / "image" / f"{name}.tif", rng.integers(0, 255, (3, *size), dtype=np.uint8))
-            mask = (rng.random(size) > 0.5).astype(np.uint8) * 255
-            _write(root / split / "label" / f"{name}.png", mask, driver="PNG", georeferenced=False)
-    (root / "train" / "image" / "a.tif.aux.xml").write_text("<PAMDataset/>")
-    return root
 
 
 def test_push_uploads_scenes_as_they_are_then_the_index_and_card(water_root, tmp_path, hub_online):
@@ -251,8 +167,8 @@ def test_pull_of_one_split_downloads_only_its_scenes(water_root, tmp_path, hub_o
 
 def test_folder_layout_uploads_its_class_file(tmp_path, hub_online):
     root = tmp_path / "generic"
-    _write(root / "images" / "s1.tif", np.zeros((4, 16, 16), dtype=np.uint16))
-    _write(root / "labels" / "s1.tif", np.ones((16, 16), dtype=np.uint8))
+    write_raster(root / "images" / "s1.tif", np.zeros((4, 16, 16), dtype=np.uint16))
+    write_raster(root / "labels" / "s1.tif", np.ones((16, 16), dtype=np.uint8))
     (root / "dataset_info.json").write_text('{"classes": ["background", "field"]}')
     api = MirrorApi(tmp_path / "remote")
     push_dataset(root, REPO, layout="folder", token="hf_test", api=api, progress=False)
@@ -268,14 +184,14 @@ def test_folder_layout_uploads_its_class_file(tmp_path, hub_online):
         (lambda root: root.mkdir(), "glh-water", "does not match the 'glh-water' layout"),
         (lambda root: None, "fbp", "does not exist"),
         (
-            lambda root: _write(root / "images" / "s.tif", np.zeros((1, 8, 8), np.uint8)),
+            lambda root: write_raster(root / "images" / "s.tif", np.zeros((1, 8, 8), np.uint8)),
             "folder",
             "needs the class names",
         ),
         (
             lambda root: (
-                _write(root / "train" / "image" / "s.tif", np.zeros((3, 8, 8), np.uint8)),
-                _write(
+                write_raster(root / "train" / "image" / "s.tif", np.zeros((3, 8, 8), np.uint8)),
+                write_raster(
                     root / "train" / "label" / "s.png",
                     np.zeros((9, 8), np.uint8),
                     driver="PNG",
