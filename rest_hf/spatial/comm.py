@@ -8,6 +8,10 @@ Gradient convention: each rank back-propagates its own part of the global object
 and the backward of a primitive sends gradient contributions to the rank whose input produced them, so each
 rank ends up with the gradient of the *global* objective w.r.t. its own inputs.
 
+Collectives run in backward too: every rank of the spatial group must call the same primitives in the same
+order, forward and backward (same graph on every rank). A primitive whose output reaches the loss on some
+ranks but not on others leaves the others waiting until the process group's timeout.
+
 Only collectives that gloo supports are used: all_reduce, all_gather (equal sizes, so uneven tensors are
 padded), all_to_all_single (uneven splits; also carries the neighbour exchanges, so no point-to-point call can
 deadlock and a peer that is both the upper and the lower neighbour needs no special case).
@@ -22,6 +26,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .comm_alltoall import (
+    AllGatherUneven,
+    AllToAllUneven,
     _exchange,
     _with,
     all_gather_uneven,
@@ -33,7 +39,9 @@ from .comm_alltoall import (
 from .context import SpatialContext
 
 __all__ = [
+    "AllGatherUneven",
     "AllReduceSum",
+    "AllToAllUneven",
     "DistributedRoll",
     "HaloPad",
     "SumPartials",
