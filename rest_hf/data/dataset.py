@@ -221,9 +221,8 @@ class WholeSceneDataset(Dataset):
             if inside:
                 raw, valid = image_source.read_masked(*window)
                 image = raw.astype(np.float32)
-                np.copyto(
-                    image, 0.0, where=~valid[None]
-                )  # nodata never leaks into neighbours through a resize
+                # Nodata pixels become 0 before any resize, so they never leak into their neighbours.
+                np.copyto(image, 0.0, where=~valid[None])
                 if geometry.resized:
                     image, valid = resample_bilinear(image, rows, cols), resample_nearest(valid, rows, cols)
                 # (without a resize, the window read is exactly the inside part of the tile)
