@@ -33,6 +33,8 @@ REST_CITATION = """@article{chen2025rest,
 }"""
 
 CARD_TAGS = ("remote-sensing", "semantic-segmentation", "whole-scene", "rest", "rest_hf", "upernet")
+# The model id in the usage snippets of a card rendered without one; `push_model` puts the repository id there.
+PLACEHOLDER_MODEL_ID = "path/to/model"
 # Grids shown on the card: (rows, cols).
 EXAMPLE_GRIDS = ((1, 1), (1, 2), (2, 2), (2, 4), (4, 4))
 # `EvalResult.metric_type` values the card understands: mIoU and per-class IoU (metric_config = class name).
@@ -188,7 +190,8 @@ def render_model_card(
 
     Args:
         config: The model's configuration (classes, palette, backbone, alignment).
-        model_id: Hub id (`org/name`) used in the title and the usage snippets; `"path/to/model"` if unknown.
+        model_id: Hub id (`org/name`) used in the title and the usage snippets; `PLACEHOLDER_MODEL_ID` if unknown
+            (`push_model` replaces it with the repository id).
         base_model: Hub id of the model this one was fine-tuned from.
         datasets: Hub dataset ids for the YAML `datasets:` field.
         eval_results: `EvalResult` entries (see `segmentation_eval_results`); per-class IoU entries
@@ -237,7 +240,7 @@ def render_model_card(
         title=title,
         summary=summary,
         notes=notes,
-        model_id=model_id or "path/to/model",
+        model_id=model_id or PLACEHOLDER_MODEL_ID,
         backbone_name=_BACKBONE_NAMES[backbone_type],
         decoder_name="UperNet" if config.decoder_variant == "upernet" else "UperNet (GLH-Water `lwc` head)",
         use_auxiliary_head=config.use_auxiliary_head,
@@ -271,6 +274,7 @@ def render_model_card(
 
 __all__ = [
     "CARD_TAGS",
+    "PLACEHOLDER_MODEL_ID",
     "REST_CITATION",
     "dataset_facts",
     "dataset_names",

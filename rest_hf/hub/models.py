@@ -26,7 +26,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 
 from ..loading import load_config
 from ..models import RestConfig, RestForSemanticSegmentation, RestImageProcessor
-from .card import default_image_processor, render_model_card
+from .card import PLACEHOLDER_MODEL_ID, default_image_processor, render_model_card
 from .errors import HubError, explain, require_online, require_token
 
 CONFIG_NAME = "config.json"
@@ -117,9 +117,10 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
 def hub_contents(model_dir: str | os.PathLike, model_id: str | None = None) -> dict[str, Path | bytes]:
     """Path in the repository -> file (uploaded as it is) or bytes (generated) for a rest_hf model folder.
 
-    Weights and an existing README.md are taken as they are; `config.json` and `preprocessor_config.json` get an
-    `auto_map`; the model code is added; a model card is rendered when the folder has none. Other files in the
-    folder (logs, optimizer states, images) are left out.
+    Weights and an existing README.md are taken as they are (a card rendered without a model id gets `model_id` in
+    its usage snippets); `config.json` and `preprocessor_config.json` get an `auto_map`; the model code is added; a
+    model card is rendered when the folder has none. Other files in the folder (logs, optimizer states, images)
+    are left out.
     """
     path = Path(model_dir)
     config = validate_model_dir(path)
@@ -144,11 +145,23 @@ def hub_contents(model_dir: str | os.PathLike, model_id: str | None = None) -> d
         contents[name] = source
     card_file = path / CARD_NAME
     if card_file.is_file():
-        contents[CARD_NAME] = card_file
+        text = card_file.read_text(encoding="utf-8")
+        # A card rendered before the repository was known (e.g. by the converters) gets the id in its snippets.
+        if model_id and f'repo = "{PLACEHOLDER_MODEL_ID}"' in text:
+            contents[CARD_NAME] = _with_model_id(text, model_id).encode("utf-8")
+        else:
+            contents[CARD_NAME] = card_file
     else:
         card = render_model_card(config, model_id=model_id, image_processor=processor)
         contents[CARD_NAME] = str(card).encode("utf-8")
     return contents
+
+
+def _with_model_id(card_text: str, model_id: str) -> str:
+    """The card's usage snippets with `model_id` in place of the placeholder."""
+    return card_text.replace(f'repo = "{PLACEHOLDER_MODEL_ID}"', f'repo = "{model_id}"').replace(
+        f"--model {PLACEHOLDER_MODEL_ID}", f"--model {model_id}"
+    )
 
 
 def prepare_for_hub(

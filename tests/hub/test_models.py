@@ -12,7 +12,8 @@ from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-from rest_hf import RestForSemanticSegmentation, RestImageProcessor
+from rest_hf import RestConfig, RestForSemanticSegmentation, RestImageProcessor
+from rest_hf.hub.card import render_model_card
 from rest_hf.hub.errors import HubError
 from rest_hf.hub.models import auto_map, prepare_for_hub, pull_model, push_model
 
@@ -264,3 +265,16 @@ def test_remote_code_loads_without_rest_hf_and_gives_the_same_logits(saved_model
 def test_the_isolated_python_cannot_import_rest_hf(tmp_path):
     result = run_without_rest_hf("import rest_hf", cwd=tmp_path)
     assert result.returncode != 0 and "rest_hf is blocked" in result.stderr
+
+
+def test_push_fills_the_repository_id_into_a_card_rendered_without_one(
+    saved_model, api, hub_online, tmp_path
+):
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model.folder, folder)
+    render_model_card(RestConfig.from_pretrained(folder)).save(folder / "README.md")  # as the converters do
+    push_model(folder, REPO_ID, token="hf_test", api=api)
+    operations = {op.path_in_repo: op for op in api.named("create_commit")[0][0][1]}
+    text = _operation_bytes(operations["README.md"]).decode()
+    assert f'repo = "{REPO_ID}"' in text and f"--model {REPO_ID} --grid 2x2" in text
+    assert "path/to/model" not in text
