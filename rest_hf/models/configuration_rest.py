@@ -247,7 +247,7 @@ PRESETS: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
     "tiny-swin": (
         SwinConfig,
         dict(
-            patch_size=2,
+            patch_size=4,
             window_size=2,
             embed_dim=8,
             depths=[1, 1, 1, 1],

@@ -28,7 +28,7 @@ def test_every_preset_builds_and_round_trips_through_json(name, tmp_path):
 def test_spatial_alignment_follows_the_backbone_geometry():
     assert RestConfig.from_preset("swin-large").spatial_alignment == 4 * 7 * 8 == 224
     assert RestConfig.from_preset("convnext-large").spatial_alignment == 32
-    assert RestConfig.from_preset("tiny-swin").spatial_alignment == 2 * 2 * 8
+    assert RestConfig.from_preset("tiny-swin").spatial_alignment == 4 * 2 * 8
     swin12 = SwinConfig(window_size=12, patch_size=4)
     assert RestConfig(backbone_config=swin12).spatial_alignment == 384
 

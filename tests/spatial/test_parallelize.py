@@ -20,10 +20,10 @@ from tests.multiprocess import run_in_processes
 
 # (preset, scene height, scene width) per grid; sizes leave uneven last tiles.
 CASES = {
-    (1, 2): [("tiny-swin", 48, 112), ("tiny-convnext", 64, 230)],
-    (2, 1): [("tiny-swin", 80, 40), ("tiny-convnext", 210, 64)],
-    (2, 2): [("tiny-swin", 80, 112), ("tiny-convnext", 200, 230)],
-    (1, 3): [("tiny-swin", 40, 120), ("tiny-convnext", 64, 300)],
+    (1, 2): [("tiny-swin", 40, 160), ("tiny-convnext", 64, 230)],
+    (2, 1): [("tiny-swin", 160, 40), ("tiny-convnext", 210, 64)],
+    (2, 2): [("tiny-swin", 144, 176), ("tiny-convnext", 200, 230)],
+    (1, 3): [("tiny-swin", 40, 232), ("tiny-convnext", 64, 300)],
 }
 LOGIT_TOL = 1e-4
 
@@ -168,9 +168,9 @@ def test_regional_mode_reproduces_the_original_per_tile_design():
 def _check_bad_tiles(rank: int, world_size: int) -> None:
     ctx = SpatialContext.init(grid=(1, 2))
     model = parallelize_spatial(build_model("tiny-swin").eval(), ctx)
-    width = 40 if ctx.coord[1] == 0 else 24  # a border at 40 px is not a multiple of the 32 px alignment
-    with pytest.raises(ValueError, match="multiples of 32 px"):
-        model(pixel_values=torch.zeros(1, 3, 32, width))
+    width = 80 if ctx.coord[1] == 0 else 48  # a border at 80 px is not a multiple of the 64 px alignment
+    with pytest.raises(ValueError, match="multiples of 64 px"):
+        model(pixel_values=torch.zeros(1, 3, 64, width))
 
 
 def test_misaligned_tiles_fail_on_every_rank_with_the_same_message():
