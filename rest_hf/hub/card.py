@@ -12,7 +12,7 @@ datasets of the REST paper live in `model_cards/datasets/<name>.yaml`, shared wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,20 +120,23 @@ def default_image_processor(config: RestConfig) -> RestImageProcessor:
     return RestImageProcessor(image_mean=[0.0] * config.num_channels, image_std=[1.0] * config.num_channels)
 
 
-def _classes(config: RestConfig, eval_results: Sequence[EvalResult]) -> list[dict[str, Any]]:
-    class_iou = {r.metric_config: r.metric_value for r in eval_results if r.metric_type == CLASS_IOU}
-    palette = config.palette or [None] * config.num_labels
+def class_rows(
+    id2label: Mapping[int, str],
+    palette: Sequence[Sequence[int]] | None,
+    iou: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per class for the card tables: id, name, RGB colour and its hex code, IoU when known."""
     rows = []
-    for index in range(config.num_labels):
-        name = config.id2label[index]
-        colour = palette[index]
+    for index in range(len(id2label)):
+        name = id2label[index]
+        colour = list(palette[index]) if palette else None
         rows.append(
             dict(
                 id=index,
                 name=name,
                 rgb=colour,
                 hex="#{:02x}{:02x}{:02x}".format(*colour) if colour else None,
-                iou=class_iou.get(name),
+                iou=(iou or {}).get(name),
             )
         )
     return rows
@@ -219,7 +222,8 @@ def render_model_card(
         model_name=title if eval_results else None,  # the name of the model-index entry
         eval_results=eval_results or None,
     )
-    classes = _classes(config, eval_results)
+    class_iou = {r.metric_config: r.metric_value for r in eval_results if r.metric_type == CLASS_IOU}
+    classes = class_rows(config.id2label, config.palette, class_iou)
     class_preview = ", ".join(c["name"] for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
     summary = (
         f"A REST model for whole-scene semantic segmentation of remote-sensing imagery: "
@@ -276,6 +280,7 @@ __all__ = [
     "CARD_TAGS",
     "PLACEHOLDER_MODEL_ID",
     "REST_CITATION",
+    "class_rows",
     "dataset_facts",
     "dataset_names",
     "default_image_processor",

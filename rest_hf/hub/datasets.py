@@ -37,9 +37,9 @@ from huggingface_hub import (
 )
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
-from .card import CARD_TAGS, dataset_facts, dataset_names, template_path
+from .card import CARD_TAGS, class_rows, dataset_facts, dataset_names, template_path
 from .errors import HubError, explain, require_online, require_token
-from .models import commit
+from .models import commit, ensure_repo
 
 INDEX_DIR = "metadata"
 CARD_NAME = "README.md"
@@ -253,15 +253,7 @@ def render_dataset_card(
                 georeferenced=sum(scene.crs is not None for scene in members),
             )
         )
-    classes = [
-        dict(
-            id=index,
-            name=name,
-            rgb=list(info.palette[index]),
-            hex="#{:02x}{:02x}{:02x}".format(*info.palette[index]),
-        )
-        for index, name in sorted(info.id2label.items())
-    ]
+    classes = class_rows(info.id2label, info.palette)
     description = facts.get("description") or (
         f"A scene dataset for whole-scene semantic segmentation with rest_hf ({len(scenes)} scenes)."
     )
@@ -355,15 +347,8 @@ def push_dataset(
     )
 
     files = list(dict.fromkeys([*_root_files(root), *(path for scene in scenes for path in scene.files)]))
-    commit_kwargs = dict(repo_type="dataset", private=private, revision=revision, token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True, token=token)
-    except Exception as error:  # noqa: BLE001 - every Hub failure becomes one line
-        raise explain(
-            error, action=action, repo_id=repo_id, repo_type="dataset", revision=revision
-        ) from error
+    target = dict(repo_type="dataset", revision=revision, token=token, action=action)
+    ensure_repo(api, repo_id, private=private, **target)
     remote = _remote_files(api, repo_id, revision, token)
     pending = [path for path in files if path not in remote or not _same_content(root / path, remote[path])]
 
@@ -386,8 +371,7 @@ def push_dataset(
                     repo_id,
                     operations,
                     commit_message=f"Upload scene files ({number}/{len(chunks)})",
-                    action=action,
-                    **commit_kwargs,
+                    **target,
                 )
             )
             bar.update(sum((root / path).stat().st_size for path in chunk))
@@ -400,8 +384,7 @@ def push_dataset(
             repo_id,
             operations,
             commit_message="Upload scene index and dataset card",
-            action=action,
-            **commit_kwargs,
+            **target,
         )
     )
     return commits

@@ -218,17 +218,31 @@ def push_model(
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=source) for name, source in contents.items()
     ]
-    return commit(
-        api or HfApi(),
-        repo_id,
-        operations,
-        repo_type="model",
-        private=private,
-        revision=revision,
-        token=token,
-        commit_message=commit_message or "Upload rest_hf model",
-        action=action,
-    )
+    api = api or HfApi()
+    target = dict(repo_type="model", revision=revision, token=token, action=action)
+    ensure_repo(api, repo_id, private=private, **target)
+    return commit(api, repo_id, operations, commit_message=commit_message or "Upload rest_hf model", **target)
+
+
+def ensure_repo(
+    api: HfApi,
+    repo_id: str,
+    *,
+    repo_type: str,
+    private: bool,
+    revision: str | None,
+    token: str,
+    action: str,
+) -> None:
+    """Create the repository (private if asked) and the branch `revision` when they do not exist yet."""
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, token=token)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True, token=token)
+    except Exception as error:  # noqa: BLE001 - every Hub failure becomes one line
+        raise explain(
+            error, action=action, repo_id=repo_id, repo_type=repo_type, revision=revision
+        ) from error
 
 
 def commit(
@@ -237,17 +251,13 @@ def commit(
     operations: Iterable[CommitOperationAdd],
     *,
     repo_type: str,
-    private: bool,
     revision: str | None,
     token: str,
     commit_message: str,
     action: str,
 ) -> CommitInfo:
-    """Create the repository (and branch) if needed, then make one commit; Hub failures become `HubError`."""
+    """One commit of `operations` (the Hub applies it whole or not at all); failures become `HubError`."""
     try:
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, token=token)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True, token=token)
         return api.create_commit(
             repo_id,
             list(operations),
@@ -256,8 +266,6 @@ def commit(
             revision=revision,
             token=token,
         )
-    except HubError:
-        raise
     except Exception as error:  # noqa: BLE001 - every Hub failure becomes one line
         raise explain(
             error, action=action, repo_id=repo_id, repo_type=repo_type, revision=revision

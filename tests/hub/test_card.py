@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,13 +183,38 @@ def test_python_usage_snippet_runs_without_rest_hf(saved_model, tmp_path):
     assert "torch.Size([40, 36])" in result.stdout
 
 
-@pytest.mark.skipif(
+needs_predict = pytest.mark.skipif(
     "predict" not in COMMAND_MODULES, reason="the predict command is not part of this build yet"
 )
-def test_command_line_usage_snippet_runs(saved_model, tmp_path, monkeypatch):
-    card = render_model_card(RestConfig.from_pretrained(saved_model.folder), model_id=str(saved_model.folder))
-    one_process = next(s for s in _snippets(card.text, "bash") if s.startswith("rest-hf predict"))
-    _write_scene(tmp_path / "scene.tif")
+
+
+@needs_predict
+def test_command_line_usage_snippets_run_and_agree(saved_model, tmp_path, monkeypatch):
+    """`rest-hf predict` in one process, then the card's torchrun line on a 2 x 2 grid: the same labels."""
+    import rasterio
+
+    config = RestConfig.from_pretrained(saved_model.folder)
+    card = render_model_card(config, model_id=str(saved_model.folder))
+    one_process, four_processes = _snippets(card.text, "bash")
+    assert one_process.startswith("rest-hf predict") and four_processes.startswith("torchrun")
+    _write_scene(
+        tmp_path / "scene.tif", height=2 * config.spatial_alignment, width=2 * config.spatial_alignment + 8
+    )
     monkeypatch.chdir(tmp_path)
     assert main(one_process.split()[1:]) == 0
-    assert (tmp_path / "labels.tif").is_file()
+    (tmp_path / "labels.tif").rename(tmp_path / "one.tif")
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), *four_processes.split()[1:], "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with rasterio.open(tmp_path / "one.tif") as one, rasterio.open(tmp_path / "labels.tif") as four:
+        np.testing.assert_array_equal(one.read(), four.read())
+        assert one.crs == four.crs and one.transform == four.transform
