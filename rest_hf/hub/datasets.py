@@ -268,7 +268,7 @@ def render_dataset_card(
         first_split=next((s for s in splits if s != "all"), None),
         num_labels=len(classes),
         ignore_index=info.ignore_index,
-        label_note=f"Stored label {info.label_mapping.describe()}; rest_hf maps them to the class ids below.",
+        label_values=info.label_mapping.describe(),
         classes=classes,
         homepage=facts.get("homepage") or info.url,
         license_note=facts.get("license_note"),

@@ -72,6 +72,7 @@ def test_dataset_card_points_load_dataset_at_the_index(water_root, tmp_path, hub
     assert {"remote-sensing", "whole-scene", "glh-water"} <= set(card.data.tags)
     assert "| train | 2 | 2 | 3 | uint8 | 40 x 48 px | 2 |" in card.text
     assert "| 1 | water | `#ffffff` (RGB 255, 255, 255) |" in card.text
+    assert "The label files store values [0, 1, 255]; rest_hf maps them to the class ids below" in card.text
     assert (
         f"rest-hf dataset pull {REPO} --split train" in card.text
         and "@inproceedings{li2024glhwater" in card.text
