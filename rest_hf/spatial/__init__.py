@@ -13,7 +13,7 @@ from .comm import (
 from .context import SpatialContext
 from .loss import reduce_spatial_gradients
 from .parallelize import parallelize_spatial, spatial_min_tile
-from .partition import TileBox, TilePartition, most_square_grid, parse_grid, partition, split_edges
+from .partition import TileBox, TilePartition, most_square_grid, parse_grid, split_edges
 
 __all__ = [
     "SpatialContext",
@@ -30,7 +30,6 @@ __all__ = [
     "reduce_spatial_gradients",
     "spatial_min_tile",
     "parse_grid",
-    "partition",
     "split_edges",
     "sum_partials",
     "tokens_to_heads",

@@ -44,11 +44,13 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
 
     The halo is `dilation * (kernel - 1) / 2` pixels per side (with corners), so a tile's output equals the
     same rows and columns of the convolution of the whole scene; zero padding remains at the scene's edges.
+    The halo's fit in the neighbouring tiles is checked once per forward by `parallelize_spatial`'s input
+    check (tiles of at least `spatial_min_tile` px), not again at every call.
     """
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         pad_h, pad_w = self.padding
-        padded = halo_exchange(hidden_state, self.ctx, pad_h, pad_h, pad_w, pad_w)
+        padded = halo_exchange(hidden_state, self.ctx, pad_h, pad_h, pad_w, pad_w, check=False)
         return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -151,7 +153,7 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         target = gather_layout(self.ctx, *size, what="resize output")
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
-        padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right)
+        padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
         for axis, (_, lower, weight, last) in enumerate(plans):
             padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
