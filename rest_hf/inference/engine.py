@@ -1,0 +1,613 @@
+"""Scene prediction engines: `holistic` (REST: the whole scene in one pass), `windowed` (REST's large-window
+mode) and `sliding` (the classic crop baseline).
+
+Every process of a spatial group runs the same `ScenePredictor.predict` call on the same scene. Each reads only
+the pixels it needs from disk; only the first rank of the group receives results and hands them to a sink
+(e.g. the GeoTIFF writers of `rest-hf predict`), block by block:
+
+- `holistic`: each rank reads its tile of the scene, the parallelized model predicts the whole scene at once,
+  each rank takes the argmax of its tile, and only the labels (and, when asked for, the probabilities) go to
+  rank 0, one tile at a time. P processes give the labels of 1 process (exact spatial parallelism).
+- `windowed`: windows of `window` px overlapping by the fraction `overlap`, in row-major order; each window is
+  predicted holistically by all processes of the group; rank 0 blends the logits of overlapping windows with
+  a feathered weight (exactly 1 where a pixel has one window) and writes rows as soon as no later window
+  touches them, so it holds one band of windows (K x window x W floats), never K x H x W.
+- `sliding`: the mmseg-style baseline: crops of `window` px with stride `window * (1 - overlap)` (the last
+  crop shifted inward), logits averaged uniformly. Crops are independent, so with several processes each
+  rank predicts whole crops on its own (round robin, the model is not split) and sends their logits to
+  rank 0: that is how the baseline scales, and it keeps the comparison with REST honest.
+
+Invalid pixels (nodata, NaN, alpha 0, outside the scene) are zero after normalisation, get the label raster's
+nodata value and NaN probabilities, and are never counted. A scene (or window) smaller than the model or the
+grid accepts is padded with zeros after normalisation (invalid pixels), predicted and cropped.
+
+Failures that one rank sees (a read that fails half way, a write error on rank 0) are agreed on by every rank
+of the group before the next collective, so all ranks raise the same `SceneError` and move on together.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..io import RasterSource, label_dtype, normalize_with_processor
+from ..spatial import SpatialContext
+from .layout import Window, feather_weights, padded_size, stride_for, window_grid
+from .runtime import (
+    agree,
+    autocast,
+    gather_objects,
+    one_line,
+    released_memory,
+    send_tiles_to_root,
+)
+
+__all__ = [
+    "MODES",
+    "ArraySink",
+    "FatalError",
+    "PredictionSink",
+    "SceneError",
+    "ScenePredictor",
+    "SceneResult",
+    "open_source",
+]
+
+MODES = ("holistic", "windowed", "sliding")
+DEFAULT_WINDOW = {"windowed": 2048, "sliding": 512}
+DEFAULT_OVERLAP = {"windowed": 0.25, "sliding": 1 / 3}
+
+
+class SceneError(Exception):
+    """A scene cannot be predicted. One line naming the file; raised by every rank of the group alike."""
+
+
+class FatalError(RuntimeError):
+    """A failure inside a collective step (e.g. out of memory in the forward pass of one rank): the other
+    processes are waiting in a collective call this rank will never make, so the run cannot go on."""
+
+
+class PredictionSink(Protocol):
+    """Receives finished blocks of the prediction on rank 0 (any order, blocks do not overlap)."""
+
+    def write(
+        self, top: int, left: int, labels: np.ndarray, valid: np.ndarray, probabilities: np.ndarray | None
+    ) -> None:
+        """`labels` (h, w) class ids with the nodata value where `valid` is False; `probabilities` (K, h, w)
+        float32 with NaN where invalid, or None when they were not asked for."""
+
+
+class ArraySink:
+    """Assembles the whole prediction in memory: `labels` (H, W) and `probabilities` (K, H, W) or None."""
+
+    def __init__(self, height: int, width: int, num_classes: int, nodata: int, probabilities: bool = False):
+        dtype = np.uint8 if nodata == 255 else np.uint16
+        self.labels = np.full((height, width), nodata, dtype=dtype)
+        self.probabilities = (
+            np.full((num_classes, height, width), np.nan, dtype=np.float32) if probabilities else None
+        )
+
+    def write(self, top, left, labels, valid, probabilities) -> None:
+        h, w = labels.shape
+        self.labels[top : top + h, left : left + w] = labels
+        if self.probabilities is not None and probabilities is not None:
+            self.probabilities[:, top : top + h, left : left + w] = probabilities
+
+
+@dataclass
+class SceneResult:
+    """What happened to one scene (the histogram and arrays are filled on rank 0 only)."""
+
+    path: str
+    height: int
+    width: int
+    mode: str
+    grid: tuple[int, int]
+    seconds: float = 0.0
+    windows: int = 1
+    predicted_size: tuple[int, int] | None = None  # size actually fed to the model when it was padded
+    valid_pixels: int = 0
+    histogram: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+
+
+class _Stats:
+    """Counts the classes of every block that reaches the sink (rank 0)."""
+
+    def __init__(self, sink: PredictionSink, num_classes: int):
+        self.sink, self.num_classes = sink, num_classes
+        self.histogram = np.zeros(num_classes, dtype=np.int64)
+        self.valid_pixels = 0
+
+    def write(self, top, left, labels, valid, probabilities) -> None:
+        self.sink.write(top, left, labels, valid, probabilities)
+        counted = labels[valid]
+        self.histogram += np.bincount(counted.astype(np.int64), minlength=self.num_classes)[
+            : self.num_classes
+        ]
+        self.valid_pixels += int(counted.size)
+
+
+class _BandAccumulator:
+    """Weighted sums of logits over a band of rows `[top, top + rows)` of the scene (rank 0, CPU).
+
+    Windows are added in row-major order; `flush(until)` finishes the rows above `until` (no window still to
+    come touches them): divides by the summed weights, takes the argmax and hands them to the sink, then
+    drops them. The band grows only as far down as the windows added so far.
+    """
+
+    def __init__(self, num_classes: int, height: int, width: int, finish: Callable[..., None]):
+        self.num_classes, self.height, self.width, self.finish = num_classes, height, width, finish
+        self.top = 0
+        self.logits = torch.zeros(num_classes, 0, width)
+        self.weight = torch.zeros(0, width)
+        self.valid = torch.zeros(0, width, dtype=torch.bool)
+
+    def add(
+        self, top: int, left: int, logits: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor
+    ) -> None:
+        h, w = logits.shape[-2:]
+        bottom = top + h
+        if top < self.top:
+            raise RuntimeError(f"window at row {top} arrived after rows up to {self.top} were written")
+        missing = bottom - (self.top + self.weight.shape[0])
+        if missing > 0:
+            self.logits = torch.cat([self.logits, torch.zeros(self.num_classes, missing, self.width)], dim=1)
+            self.weight = torch.cat([self.weight, torch.zeros(missing, self.width)])
+            self.valid = torch.cat([self.valid, torch.zeros(missing, self.width, dtype=torch.bool)])
+        rows, cols = slice(top - self.top, bottom - self.top), slice(left, left + w)
+        self.logits[:, rows, cols].addcmul_(logits, weight)
+        self.weight[rows, cols] += weight
+        self.valid[rows, cols] = valid
+
+    def flush(self, until: int) -> None:
+        until = min(until, self.height)
+        count = until - self.top
+        if count <= 0:
+            return
+        if count > self.weight.shape[0]:  # rows no window covered (only possible when every one was skipped)
+            self.add(
+                self.top,
+                0,
+                torch.zeros(self.num_classes, count, self.width),
+                torch.zeros(count, self.width),
+                torch.zeros(count, self.width, dtype=torch.bool),
+            )
+        self.finish(self.top, self.logits[:, :count], self.weight[:count], self.valid[:count])
+        self.logits = self.logits[:, count:].clone()
+        self.weight = self.weight[count:].clone()
+        self.valid = self.valid[count:].clone()
+        self.top = until
+
+
+class ScenePredictor:
+    """Predicts whole scenes with one of the three engines, on one process or a spatial group.
+
+    Args:
+        model: A `RestForSemanticSegmentation`. For `holistic` and `windowed` on several processes it is
+            parallelized in place with `parallelize_spatial(model, ctx, spatial_mode)` (unless it already is,
+            for this `ctx`); `sliding` needs the plain model.
+        image_processor: Gives the per-band normalisation (`RestImageProcessor` or alike).
+        ctx: The spatial context (`SpatialContext.init(...)`); None: one process.
+        mode: `"holistic"` (default), `"windowed"` or `"sliding"`.
+        window: Window (crop) side in px; `windowed` rounds it up to the model's alignment. Defaults: 2048
+            (windowed), 512 (sliding).
+        overlap: Fraction of a window shared with its neighbour, in [0, 1). Defaults: 0.25 (windowed), 1/3
+            (sliding).
+        device: Where the model runs.
+        dtype: `torch.float32`, or `torch.bfloat16` / `torch.float16` for autocast.
+        spatial_mode: `"exact"` (default) or `"regional"` (see `parallelize_spatial`).
+
+    Example:
+        >>> predictor = ScenePredictor(model, processor)
+        >>> with RasterSource("scene.tif") as source:
+        ...     result = predictor.predict(source)          # result.labels: (H, W) on rank 0
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        image_processor: Any,
+        ctx: SpatialContext | None = None,
+        *,
+        mode: str = "holistic",
+        window: int | None = None,
+        overlap: float | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        spatial_mode: str = "exact",
+    ) -> None:
+        from ..spatial.parallelize import parallelize_spatial, spatial_min_tile
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.ctx = ctx if ctx is not None else SpatialContext.init()
+        self.mode = mode
+        self.config = config = model.config
+        self.processor = image_processor
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.num_classes = int(config.num_labels)
+        self.label_dtype_name, self.nodata = label_dtype(self.num_classes)
+        self.torch_label_dtype = torch.uint8 if self.label_dtype_name == "uint8" else torch.int32
+        self.alignment = int(config.spatial_alignment)
+        self.min_input = int(config.min_input_size)
+        self.min_tile = int(spatial_min_tile(config))
+        bands = (
+            len(getattr(image_processor, "image_mean", []))
+            if getattr(image_processor, "do_normalize", True)
+            else None
+        )
+        if bands is not None and bands != config.num_channels:
+            raise ValueError(
+                f"the image processor normalises {bands} bands but the model expects {config.num_channels}; "
+                "give the processor one mean and std per model band"
+            )
+
+        if mode == "windowed" or mode == "sliding":
+            size = int(window if window is not None else DEFAULT_WINDOW[mode])
+            if size < 1:
+                raise ValueError(f"window must be a positive number of pixels, got {size}")
+            if mode == "windowed":
+                size = math.ceil(size / self.alignment) * self.alignment
+            self.window = size
+            self.overlap = float(overlap if overlap is not None else DEFAULT_OVERLAP[mode])
+            self.stride = stride_for(size, self.overlap)
+        else:
+            self.window, self.overlap, self.stride = None, None, None
+
+        spatial = getattr(model, "spatial_context", None)
+        if mode == "sliding":
+            if spatial is not None and spatial.size > 1:
+                raise ValueError(
+                    "sliding mode predicts whole crops on each process: pass a model that is not parallelized"
+                )
+        elif self.ctx.size > 1 and spatial is None:
+            parallelize_spatial(model, self.ctx, spatial_mode)
+        elif spatial is not None and spatial is not self.ctx and spatial.size > 1:
+            raise ValueError("the model is parallelized for another spatial context than the predictor's")
+        self.model = model.eval().to(self.device)
+
+    # ------------------------------------------------------------------ public
+    def predict(
+        self,
+        source: RasterSource | str | Path,
+        sink: PredictionSink | None = None,
+        *,
+        probabilities: bool = False,
+        progress: bool = False,
+    ) -> SceneResult:
+        """Predict one scene; every rank of the spatial group calls this with the same scene.
+
+        Args:
+            source: An open `RasterSource` (bands already selected) or a path (all bands).
+            sink: Receives the finished blocks on rank 0; None assembles `result.labels` (and
+                `result.probabilities`) in memory on rank 0.
+            probabilities: Also produce per-class probabilities (softmax of the blended logits).
+            progress: Show a progress bar over windows (pass True on rank 0 only).
+
+        Raises:
+            SceneError: On every rank alike: wrong band count, no valid pixel, a failed read, a sink error.
+            FatalError: A forward pass failed on this rank while others wait in a collective.
+        """
+        if not isinstance(source, RasterSource):
+            with open_source(source, scope=self.ctx) as opened:
+                return self.predict(opened, sink, probabilities=probabilities, progress=progress)
+        if source.count != self.config.num_channels:
+            raise SceneError(
+                f"{source.path} has {source.count} band{'s' if source.count != 1 else ''} but the model expects "
+                f"{self.config.num_channels}; choose {self.config.num_channels} with --bands (e.g. --bands "
+                f"{','.join(str(i + 1) for i in range(self.config.num_channels))})"
+            )
+        start = time.perf_counter()
+        result = SceneResult(str(source.path), source.height, source.width, self.mode, self.ctx.grid)
+        root = self.ctx.rank == 0
+        array_sink = None
+        if sink is None and root:
+            array_sink = sink = ArraySink(
+                source.height, source.width, self.num_classes, self.nodata, probabilities
+            )
+        stats = _Stats(sink, self.num_classes) if root else None
+        engine = {"holistic": self._holistic, "windowed": self._windowed, "sliding": self._sliding}[self.mode]
+        engine(source, stats, probabilities, progress, result)
+        if root:
+            result.histogram = stats.histogram
+            result.valid_pixels = stats.valid_pixels
+        if array_sink is not None:
+            result.labels, result.probabilities = array_sink.labels, array_sink.probabilities
+        result.seconds = time.perf_counter() - start
+        return result
+
+    # ---------------------------------------------------------------- steps
+    def _read(
+        self, source: RasterSource, box: Window | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None, list[int]]:
+        """Read and normalise this rank's window (None: nothing this round); agree on failures.
+
+        Returns the normalised (C, h, w) pixels, the (h, w) valid mask and every rank's valid-pixel count.
+        """
+        failure, pixels, valid = None, None, None
+        if box is not None:
+            try:
+                data, valid = source.read_masked(box.top, box.left, box.height, box.width)
+                pixels = normalize_with_processor(data, self.processor, valid_mask=valid)
+            except Exception as error:
+                failure = one_line(error)
+                if str(source.path) not in failure:
+                    failure = f"{source.path}: {failure}"
+        count = 0 if valid is None else int(valid.sum())
+        answers = gather_objects((failure, count), self.ctx)
+        failure = next((f for f, _ in answers if f is not None), None)
+        if failure is not None:
+            raise SceneError(failure)
+        return pixels, valid, [c for _, c in answers]
+
+    def _forward(self, pixels: np.ndarray, source: RasterSource, collective: bool) -> torch.Tensor:
+        """(K, h, w) float32 logits of one (C, h, w) input on this process's device."""
+        try:
+            inputs = torch.from_numpy(pixels)[None].to(self.device)
+            with torch.inference_mode(), autocast(self.device, self.dtype):
+                return self.model(pixel_values=inputs).logits[0].float()
+        except Exception as error:
+            message = f"{source.path}: the forward pass failed: {one_line(error)}"
+            if collective and self.ctx.size > 1:
+                raise FatalError(message) from error
+            raise SceneError(message) from error
+
+    def _labels(self, logits: torch.Tensor, valid: torch.Tensor, probabilities: bool) -> list[torch.Tensor]:
+        """[labels (h, w) with nodata where invalid] (+ [probabilities (K, h, w), NaN where invalid])."""
+        labels = logits.argmax(dim=0).to(self.torch_label_dtype)
+        labels[~valid] = self.nodata
+        if not probabilities:
+            return [labels]
+        probs = torch.softmax(logits, dim=0)
+        probs[:, ~valid] = float("nan")
+        return [labels, probs]
+
+    def _finish_rows(self, stats: _Stats, probabilities: bool) -> Callable[..., None]:
+        """Turn blended logit sums of finished rows into labels (and probabilities) for the sink."""
+
+        def finish(top: int, logit_sum: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor) -> None:
+            logits = logit_sum / weight.clamp_min(torch.finfo(torch.float32).tiny)
+            tensors = self._labels(logits, valid, probabilities)
+            stats.write(
+                top,
+                0,
+                tensors[0].numpy(),
+                valid.numpy(),
+                tensors[1].numpy() if probabilities else None,
+            )
+
+        return finish
+
+    def _no_valid_pixels(self, source: RasterSource) -> SceneError:
+        return SceneError(
+            f"{source.path} has no valid pixels (every pixel is nodata, NaN or transparent); nothing was written"
+        )
+
+    def _padding_note(
+        self, result: SceneResult, size: tuple[int, int], padded: tuple[int, int], what: str
+    ) -> None:
+        if padded != size:
+            result.predicted_size = padded
+            result.notes.append(
+                f"{what} {size[0]} x {size[1]} px padded to {padded[0]} x {padded[1]} px "
+                f"(the model and the {self.ctx.grid[0]}x{self.ctx.grid[1]} grid need it), then cropped"
+            )
+
+    # -------------------------------------------------------------- engines
+    def _holistic(self, source, stats, probabilities, progress, result) -> None:
+        ctx = self.ctx
+        height, width = source.height, source.width
+        padded = padded_size(height, width, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        self._padding_note(result, (height, width), padded, "scene")
+        part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
+        boxes = part.boxes()
+        box = part.box()
+        pixels, valid, counts = self._read(source, Window(box.top, box.left, box.height, box.width))
+        if sum(counts) == 0:
+            raise self._no_valid_pixels(source)
+        with released_memory(self.device):
+            logits = self._forward(pixels, source, collective=True)
+            del pixels
+            tensors = self._labels(logits, torch.from_numpy(valid).to(self.device), probabilities)
+            del logits
+
+            def specs(index: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+                b = boxes[index]
+                shapes = [((b.height, b.width), tensors[0].dtype)]
+                if probabilities:
+                    shapes.append(((self.num_classes, b.height, b.width), tensors[1].dtype))
+                return shapes
+
+            def emit(index: int, received: list[torch.Tensor]) -> None:
+                b = boxes[index]
+                rows, cols = min(b.bottom, height) - b.top, min(b.right, width) - b.left
+                if rows <= 0 or cols <= 0:
+                    return  # a tile entirely in the padding
+                labels = received[0][:rows, :cols].cpu().numpy()
+                probs = received[1][:, :rows, :cols].cpu().numpy() if probabilities else None
+                stats.write(b.top, b.left, labels, labels != self.nodata, probs)
+
+            failure = send_tiles_to_root(tensors, specs, ctx.global_ranks, ctx.rank, emit, self.device)
+        failure = agree(failure, ctx)
+        if failure is not None:
+            raise SceneError(failure)
+
+    def _windowed(self, source, stats, probabilities, progress, result) -> None:
+        ctx = self.ctx
+        height, width = source.height, source.width
+        # A window is at least what the grid needs, so only a scene smaller than that is ever padded.
+        need = padded_size(1, 1, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        sides = (max(self.window, need[0]), max(self.window, need[1]))
+        strides = (stride_for(sides[0], self.overlap), stride_for(sides[1], self.overlap))
+        row_starts, col_starts, windows = window_grid(height, width, sides, strides)
+        size = (windows[0].height, windows[0].width)
+        padded = padded_size(*size, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        self._padding_note(result, size, padded, "window" if len(windows) > 1 else "scene")
+        part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
+        boxes, box = part.boxes(), part.box()
+        result.windows = len(windows)
+        accumulator = (
+            _BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
+            if ctx.rank == 0
+            else None
+        )
+        any_valid = False
+        bar = _progress(len(windows), source, progress and len(windows) > 1)
+        for index, window in enumerate(windows):
+            row, col = divmod(index, len(col_starts))
+            mine = Window(window.top + box.top, window.left + box.left, box.height, box.width)
+            pixels, valid, counts = self._read(source, mine)
+            failure = None
+            if sum(counts) > 0:  # a window with no valid pixel is skipped (its pixels are all nodata)
+                any_valid = True
+                with released_memory(self.device):
+                    logits = self._forward(pixels, source, collective=True)
+                    del pixels
+                    weight = feather_weights(row_starts, col_starts, row, col, size)
+                    tensors = [logits, torch.from_numpy(valid).to(self.device, torch.uint8)]
+
+                    def specs(i: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+                        b = boxes[i]
+                        return [
+                            ((self.num_classes, b.height, b.width), torch.float32),
+                            ((b.height, b.width), torch.uint8),
+                        ]
+
+                    def emit(i: int, received: list[torch.Tensor], window=window, weight=weight) -> None:
+                        b = boxes[i]
+                        rows, cols = min(b.bottom, size[0]) - b.top, min(b.right, size[1]) - b.left
+                        if rows <= 0 or cols <= 0:
+                            return
+                        accumulator.add(
+                            window.top + b.top,
+                            window.left + b.left,
+                            received[0][:, :rows, :cols].cpu(),
+                            weight[b.top : b.top + rows, b.left : b.left + cols],
+                            received[1][:rows, :cols].cpu().bool(),
+                        )
+
+                    failure = send_tiles_to_root(
+                        tensors, specs, ctx.global_ranks, ctx.rank, emit, self.device
+                    )
+                    del logits, tensors
+            last_in_row = col == len(col_starts) - 1
+            if accumulator is not None and last_in_row and failure is None:
+                following = row_starts[row + 1] if row + 1 < len(row_starts) else height
+                failure = _try(lambda following=following: accumulator.flush(following))
+            failure = agree(failure, ctx)
+            if failure is not None:
+                bar.close()
+                raise SceneError(failure)
+            bar.update(1)
+        bar.close()
+        if not any_valid:
+            raise self._no_valid_pixels(source)
+
+    def _sliding(self, source, stats, probabilities, progress, result) -> None:
+        ctx = self.ctx
+        height, width = source.height, source.width
+        _, _, crops = window_grid(height, width, (self.window, self.window), (self.stride, self.stride))
+        size = (crops[0].height, crops[0].width)
+        padded = padded_size(*size, (1, 1), self.alignment, None, self.min_input)
+        self._padding_note(result, size, padded, "crop" if len(crops) > 1 else "scene")
+        result.windows = len(crops)
+        accumulator = (
+            _BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
+            if ctx.rank == 0
+            else None
+        )
+        ones = torch.ones(size)
+        any_valid = False
+        rounds = math.ceil(len(crops) / ctx.size)
+        bar = _progress(len(crops), source, progress and len(crops) > 1)
+        for round_index in range(rounds):
+            first = round_index * ctx.size
+            crop = crops[first + ctx.rank] if first + ctx.rank < len(crops) else None
+            box = Window(crop.top, crop.left, *padded) if crop is not None else None
+            pixels, valid, counts = self._read(source, box)
+            sending = [c > 0 for c in counts]
+            any_valid = any_valid or any(sending)
+            tensors, failure = [], None
+            if sending[ctx.rank]:
+                try:
+                    logits = self._forward(pixels, source, collective=False)[:, : size[0], : size[1]]
+                    tensors = [
+                        logits,
+                        torch.from_numpy(valid[: size[0], : size[1]]).to(self.device, torch.uint8),
+                    ]
+                except SceneError as error:
+                    failure = str(error)
+            failure = agree(failure, ctx)
+            if failure is not None:
+                bar.close()
+                raise SceneError(failure)
+            del pixels
+
+            def specs(i: int, sending=sending) -> list[tuple[tuple[int, ...], torch.dtype]]:
+                if not sending[i]:
+                    return []
+                return [((self.num_classes, *size), torch.float32), (size, torch.uint8)]
+
+            def emit(i: int, received: list[torch.Tensor], first=first) -> None:
+                where = crops[first + i]
+                accumulator.add(where.top, where.left, received[0].cpu(), ones, received[1].cpu().bool())
+
+            with released_memory(self.device):
+                if any(sending):
+                    failure = send_tiles_to_root(
+                        tensors, specs, ctx.global_ranks, ctx.rank, emit, self.device
+                    )
+                del tensors
+            if accumulator is not None and failure is None:
+                following = crops[first + ctx.size].top if first + ctx.size < len(crops) else height
+                failure = _try(lambda following=following: accumulator.flush(following))
+            failure = agree(failure, ctx)
+            if failure is not None:
+                bar.close()
+                raise SceneError(failure)
+            bar.update(min(ctx.size, len(crops) - first))
+        bar.close()
+        if not any_valid:
+            raise self._no_valid_pixels(source)
+
+
+def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> RasterSource:
+    """Open a scene on every rank of `scope` (a `SpatialContext`, or None: every process); a failure on any
+    rank raises the same `SceneError` on all."""
+    source, failure = None, None
+    try:
+        source = RasterSource(path, bands)
+    except Exception as error:
+        failure = one_line(error)
+    failure = agree(failure, scope)
+    if failure is not None:
+        if source is not None:
+            source.close()
+        raise SceneError(failure)
+    return source
+
+
+def _try(step: Callable[[], None]) -> str | None:
+    try:
+        step()
+    except Exception as error:
+        return one_line(error)
+    return None
+
+
+def _progress(total: int, source: RasterSource, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    name = Path(str(source.path)).name
+    return tqdm(total=total, desc=name, unit="window", leave=False, disable=not enabled, dynamic_ncols=True)
