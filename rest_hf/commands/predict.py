@@ -1,0 +1,540 @@
+"""`rest-hf predict`: segment whole scenes into georeferenced label rasters, on one process or many.
+
+    rest-hf predict SCENE.tif -o LABELS.tif --model DIR_OR_HUB_ID
+    torchrun --nproc_per_node 4 -m rest_hf predict SCENE.tif -o LABELS.tif --model ... --grid 2x2
+
+Under torchrun / `accelerate launch` the command joins the process group itself (gloo on the CPU, NCCL on
+GPUs), splits each scene over a `--grid` of processes (by default all of them, in the most square grid) and
+leaves the group at exit. Only the first process prints and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODES = ("holistic", "windowed", "sliding")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment whole scenes (GeoTIFF, PNG, JPEG) into georeferenced label rasters",
+        description=(
+            "Segment whole scenes into label GeoTIFFs with the input's CRS, transform and size (uint8 or uint16, "
+            "nodata where the input has none, class colour table and names). Runs on one process, or on several "
+            "under `torchrun --nproc_per_node N -m rest_hf predict ...` / `accelerate launch -m rest_hf predict "
+            "...`, where each scene is split over the processes (exact: the labels do not depend on the number "
+            "of processes). Outputs are written to temporary files and renamed when complete."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="scene rasters (GeoTIFF, PNG, JPEG, ...)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="label raster (one input) or folder (several inputs, or a path ending in /): FOLDER/<name>.tif",
+    )
+    parser.add_argument("--model", required=True, help="a save_pretrained folder, a Hub id, or a preset name")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="holistic",
+        help="holistic: the whole scene at once (REST); windowed: large windows, each whole-scene, blended; "
+        "sliding: the classic overlapping-crop baseline",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="window (crop) side in px [windowed: 2048, rounded up to the model's alignment; sliding: 512]",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        help="fraction of a window shared with its neighbour [windowed: 0.25; sliding: 0.33]",
+    )
+    parser.add_argument(
+        "--grid", help="processes per scene as ROWSxCOLS (default: every process, most square grid)"
+    )
+    parser.add_argument("--bands", help="1-based bands to read, in the model's order, e.g. 3,2,1 or 1-4")
+    parser.add_argument(
+        "--probabilities",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also write per-class probabilities (float GeoTIFF); PATH: file (one input) or folder; "
+        "default <labels>_probs.tif",
+    )
+    parser.add_argument(
+        "--probabilities-dtype", choices=("float32", "float16"), default="float32", help="probability storage"
+    )
+    parser.add_argument(
+        "--preview",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also write a colour PNG of the labels; PATH: file (one input) or folder; default <labels>_preview.png",
+    )
+    parser.add_argument(
+        "--preview-size", type=int, default=4096, help="longest side of the preview in px (0: full size)"
+    )
+    parser.add_argument("--cog", action="store_true", help="write Cloud-Optimized GeoTIFFs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="autocast precision of the forward pass (bfloat16/float16: mainly for GPUs)",
+    )
+    parser.add_argument(
+        "--spatial-mode",
+        choices=("exact", "regional"),
+        default="exact",
+        help="exact: P processes give the labels of one; regional: the original REST checkpoints' behaviour",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds a process waits for the others before failing"
+    )
+    parser.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------------------------- planning
+@dataclass
+class ScenePlan:
+    """Where one input's outputs go."""
+
+    input: Path
+    labels: Path
+    probabilities: Path | None
+    preview: Path | None
+
+
+def parse_bands(text: str | None) -> list[int] | None:
+    """`"3,2,1"` or `"1-4"` (1-based) -> [3, 2, 1] / [1, 2, 3, 4]."""
+    from ..cli import CommandError
+
+    if text is None:
+        return None
+    bands: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                first, last = (int(v) for v in part.split("-", 1))
+                bands.extend(range(first, last + 1))
+            else:
+                bands.append(int(part))
+    except ValueError:
+        raise CommandError(
+            f"--bands {text!r} is not a list of 1-based band numbers such as 3,2,1 or 1-4"
+        ) from None
+    if not bands or min(bands) < 1:
+        raise CommandError(f"--bands {text!r}: band numbers start at 1")
+    return bands
+
+
+def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
+    """Output paths of every input; refuses duplicate names and outputs that would replace an input."""
+    from ..cli import CommandError
+
+    inputs = [Path(p) for p in args.inputs]
+    out = Path(args.output)
+    as_folder = len(inputs) > 1 or out.is_dir() or args.output.endswith(("/", os.sep))
+    if as_folder and out.exists() and not out.is_dir():
+        raise CommandError(f"-o {out} is a file, but {len(inputs)} inputs need an output folder")
+    stems = [p.stem for p in inputs]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if as_folder and duplicates:
+        raise CommandError(
+            f"several inputs are named {duplicates[0]!r}; their outputs would collide in {out}: predict them separately"
+        )
+
+    def extra(option: str | None, labels: Path, suffix: str, ext: str, stem: str) -> Path | None:
+        if option is None:
+            return None
+        if option == "":
+            return labels.with_name(f"{labels.stem}{suffix}{ext}")
+        path = Path(option)
+        if as_folder or path.is_dir() or option.endswith(("/", os.sep)):
+            return path / f"{stem}{ext}"
+        return path
+
+    plans = []
+    for path in inputs:
+        labels = out / f"{path.stem}.tif" if as_folder else out
+        plans.append(
+            ScenePlan(
+                input=path,
+                labels=labels,
+                probabilities=extra(args.probabilities, labels, "_probs", ".tif", path.stem),
+                preview=extra(args.preview, labels, "_preview", ".png", path.stem),
+            )
+        )
+    resolved_inputs = {p.resolve() for p in inputs}
+    for plan in plans:
+        for output in (plan.labels, plan.probabilities, plan.preview):
+            if output is not None and output.resolve() in resolved_inputs:
+                raise CommandError(f"output {output} is one of the inputs; choose another -o")
+    return plans
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+class SceneOutputs:
+    """The writers of one scene on rank 0: labels, optional probabilities, optional preview (atomic)."""
+
+    def __init__(self, plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace, nodata: int):
+        from ..io import LabelWriter, ProbabilityWriter
+
+        self.plan, self.config, self.args, self.nodata = plan, config, args, nodata
+        self.committed: list[Path] = []
+        self.probabilities = None
+        self.labels = LabelWriter(
+            plan.labels,
+            source,
+            config.num_labels,
+            palette=config.palette,
+            id2label=config.id2label,
+            overwrite=args.overwrite,
+            cog=args.cog,
+        )
+        try:
+            if plan.probabilities is not None:
+                self.probabilities = ProbabilityWriter(
+                    plan.probabilities,
+                    source,
+                    config.num_labels,
+                    dtype=args.probabilities_dtype,
+                    id2label=config.id2label,
+                    overwrite=args.overwrite,
+                    cog=args.cog,
+                )
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, top, left, labels, valid, probabilities) -> None:
+        self.labels.write(labels, top, left, valid_mask=valid)
+        if self.probabilities is not None and probabilities is not None:
+            self.probabilities.write(probabilities, top, left, valid_mask=valid)
+
+    def commit(self) -> None:
+        """Make every output visible; if one fails, remove the ones already renamed into place."""
+        try:
+            self.committed.append(self.labels.commit())
+            if self.probabilities is not None:
+                self.committed.append(self.probabilities.commit())
+            if self.plan.preview is not None:
+                self.committed.append(self._preview())
+        except BaseException:
+            self.abort()
+            for path in self.committed:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _preview(self) -> Path:
+        """The preview, read back (decimated) from the finished label raster: no full-size copy in memory."""
+        import rasterio
+
+        from ..io import quiet_georeferencing, resolve_palette, write_preview_png
+
+        size = self.args.preview_size
+        with quiet_georeferencing(), rasterio.open(self.plan.labels) as ds:
+            scale = max(ds.height, ds.width) / size if size and max(ds.height, ds.width) > size else 1.0
+            shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+            labels = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+        palette = resolve_palette(self.config.palette, self.config.num_labels)
+        return write_preview_png(
+            labels, palette, self.plan.preview, self.nodata, overwrite=self.args.overwrite
+        )
+
+    def abort(self) -> None:
+        for writer in (self.labels, self.probabilities):
+            if writer is not None:
+                writer.abort()
+
+
+# ------------------------------------------------------------------------------------------------ running
+def run(args: argparse.Namespace) -> int:
+    from ..cli import CommandError
+    from ..inference.runtime import DTYPES, destroy_distributed, init_distributed, resolve_device
+
+    if args.window is not None and args.window < 1:
+        raise CommandError(f"--window must be a positive number of pixels, got {args.window}")
+    if args.overlap is not None and not 0 <= args.overlap < 1:
+        raise CommandError(f"--overlap must be a fraction in [0, 1), got {args.overlap}")
+    if args.mode == "holistic" and (args.window is not None or args.overlap is not None):
+        raise CommandError("--window and --overlap apply to --mode windowed or sliding, not holistic")
+    if args.preview_size < 0:
+        raise CommandError(f"--preview-size must be >= 0, got {args.preview_size}")
+    bands = parse_bands(args.bands)
+    plans = plan_outputs(args)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    dtype = DTYPES[args.dtype]
+    try:
+        created = init_distributed(device, args.timeout)
+    except Exception as error:
+        raise CommandError(f"cannot join the process group: {' '.join(str(error).split())}") from None
+    try:
+        return _run(args, plans, bands, device, dtype)
+    finally:
+        if created:
+            destroy_distributed()
+
+
+def _fatal(message: str) -> None:
+    """A failure the other processes cannot learn about (they wait in a collective): say it and exit now."""
+    from ..inference.runtime import world_rank
+
+    print(
+        f"rest-hf predict: error: process {world_rank()}: {message}; stopping every process",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _run(args, plans, bands, device, dtype) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from ..cli import CommandError
+    from ..inference import FatalError, ScenePredictor
+    from ..inference.runtime import agree, is_distributed, one_line, world_rank
+    from ..loading import load_image_processor, load_model
+    from ..spatial import SpatialContext
+
+    hf_logging.disable_progress_bar()  # the weights' loading bar; ours are the scenes' and windows'
+    is_root = world_rank() == 0
+
+    def refuse(message: str) -> int:
+        if is_root:
+            raise CommandError(message)
+        return 2
+
+    failure = None
+    try:
+        ctx = SpatialContext.init(args.grid)
+    except ValueError as error:
+        return refuse(one_line(error))
+    model = processor = predictor = None
+    try:
+        model = load_model(args.model, revision=args.revision)
+        processor = load_image_processor(args.model, model.config, revision=args.revision)
+        predictor = ScenePredictor(
+            model,
+            processor,
+            ctx,
+            mode=args.mode,
+            window=args.window,
+            overlap=args.overlap,
+            device=device,
+            dtype=dtype,
+            spatial_mode=args.spatial_mode,
+        )
+    except (ValueError, OSError) as error:
+        failure = one_line(error)
+    failure = agree(failure)
+    if failure is not None:
+        return refuse(failure)
+
+    mine = plans[ctx.dp_rank :: ctx.dp_size]
+    start = time.perf_counter()
+    records = []
+    show = is_root and not args.no_progress and sys.stderr.isatty()
+    from tqdm.auto import tqdm
+
+    scenes_bar = tqdm(total=len(mine), unit="scene", disable=not (show and len(mine) > 1), dynamic_ncols=True)
+    try:
+        for plan in mine:
+            records.append(_predict_scene(plan, predictor, ctx, args, bands, show))
+            scenes_bar.update(1)
+    except FatalError as error:
+        _fatal(str(error))
+    except Exception as error:
+        if not is_distributed():
+            raise
+        _fatal(f"{type(error).__name__}: {one_line(error)}")
+    finally:
+        scenes_bar.close()
+    return _report(args, plans, records, predictor, ctx, device, time.perf_counter() - start)
+
+
+def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
+    """Predict and write one scene (collective over the spatial group); returns its summary record."""
+    from ..inference import SceneError, open_source
+    from ..inference.runtime import agree, one_line
+    from ..io import check_output_path
+
+    config = predictor.config
+    record: dict[str, Any] = {"input": str(plan.input), "labels": str(plan.labels), "notes": []}
+    root = ctx.rank == 0
+    started = time.perf_counter()
+    outputs = None
+    try:
+        failure = None
+        if root:
+            try:
+                for output in (plan.labels, plan.probabilities, plan.preview):
+                    if output is not None:
+                        check_output_path(output, args.overwrite)
+            except OSError as error:
+                failure = one_line(error)
+        failure = agree(failure, ctx)
+        if failure is not None:
+            raise SceneError(failure)
+        source = open_source(plan.input, bands, ctx)
+        try:
+            source = _drop_alpha(source, bands, config.num_channels, record, ctx)
+            failure = None
+            if root:
+                try:
+                    outputs = SceneOutputs(plan, source, config, args, predictor.nodata)
+                except (OSError, ValueError) as error:
+                    failure = one_line(error)
+            failure = agree(failure, ctx)
+            if failure is not None:
+                raise SceneError(failure)
+            result = predictor.predict(
+                source, outputs, probabilities=plan.probabilities is not None, progress=progress
+            )
+        finally:
+            source.close()
+        if root:
+            try:
+                outputs.commit()
+            except Exception as error:
+                raise SceneError(one_line(error)) from None
+    except SceneError as error:
+        if outputs is not None:
+            outputs.abort()
+        record.update(error=str(error), seconds=time.perf_counter() - started)
+        return record
+    except BaseException:
+        if outputs is not None:
+            outputs.abort()
+        raise
+    record.update(
+        height=result.height,
+        width=result.width,
+        seconds=time.perf_counter() - started,
+        predict_seconds=result.seconds,
+        windows=result.windows,
+        predicted_size=list(result.predicted_size) if result.predicted_size else None,
+        valid_pixels=result.valid_pixels,
+        nodata_pixels=result.height * result.width - result.valid_pixels,
+        histogram=[int(v) for v in result.histogram] if result.histogram is not None else None,
+        probabilities=str(plan.probabilities) if plan.probabilities else None,
+        preview=str(plan.preview) if plan.preview else None,
+    )
+    record["notes"].extend(result.notes)
+    return record
+
+
+def _drop_alpha(source, bands, num_channels: int, record: dict[str, Any], ctx) -> Any:
+    """Without --bands, an RGBA input for an RGB model is read as RGB (alpha still masks pixels)."""
+    from ..inference import open_source
+
+    if bands is not None or source.count == num_channels or source.alpha_band is None:
+        return source
+    others = [b for b in source.bands if b != source.alpha_band]
+    if len(others) != num_channels:
+        return source
+    path = source.path
+    source.close()
+    record["notes"].append(f"alpha band {source.alpha_band} used as a mask, bands {others} as input")
+    return open_source(path, others, ctx)
+
+
+def _fmt_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int:
+    """Gather every group's records on process 0, print the summary there; the exit code on every process."""
+    import torch
+
+    from ..cli import CommandError
+    from ..inference.runtime import agree_max, gather_objects, peak_memory_bytes, world_rank
+
+    gathered = gather_objects(records if ctx.rank == 0 else None)
+    order = {str(plan.input): i for i, plan in enumerate(plans)}
+    records = sorted((r for group in gathered if group for r in group), key=lambda r: order[r["input"]])
+    peak = int(agree_max(peak_memory_bytes(device), device=device))
+    peak_rss = int(agree_max(peak_memory_bytes(torch.device("cpu")), device=device))
+    failed = [r for r in records if "error" in r]
+    if world_rank() != 0:
+        return 1 if failed else 0
+    config = predictor.config
+    names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
+    processes = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    lines = [
+        f"rest-hf predict: {len(records)} scene{'s' if len(records) != 1 else ''}, model {args.model} "
+        f"({config.backbone_config.model_type}, {config.num_channels} bands, {config.num_labels} classes), "
+        f"mode {args.mode}, {processes} process{'es' if processes != 1 else ''} (grid {ctx.grid[0]}x{ctx.grid[1]}"
+        f"{f', {ctx.dp_size} scenes at once' if ctx.dp_size > 1 else ''}), {device.type} {args.dtype}"
+    ]
+    histogram = [0] * config.num_labels
+    for r in records:
+        name = Path(r["input"]).name
+        if "error" in r:
+            lines.append(f"  {name}: FAILED: {r['error']}")
+            continue
+        outputs = [r["labels"]] + [r[k] for k in ("probabilities", "preview") if r.get(k)]
+        windows = f", {r['windows']} windows" if r.get("windows", 1) > 1 else ""
+        lines.append(
+            f"  {name}: {r['height']} x {r['width']} px, {r['seconds']:.1f} s{windows} -> {', '.join(outputs)}"
+        )
+        lines.extend(f"    note: {note}" for note in r["notes"])
+        for i, count in enumerate(r["histogram"] or []):
+            histogram[i] += count
+    valid = sum(histogram)
+    if valid:
+        shares = ", ".join(f"{names[i]} {100.0 * c / valid:.1f}%" for i, c in enumerate(histogram) if c)
+        nodata = sum(r.get("nodata_pixels", 0) for r in records if "error" not in r)
+        lines.append(f"classes ({valid:,} valid pixels, {nodata:,} nodata): {shares}")
+    memory = f"peak memory {_fmt_bytes(peak)} ({'GPU allocated' if device.type == 'cuda' else 'max RSS'}"
+    memory += f", largest of {processes} processes)" if processes > 1 else ")"
+    lines.append(f"{memory}; total {seconds:.1f} s")
+    if failed:
+        lines.append(f"{len(failed)} of {len(records)} scenes failed")
+    if args.summary_json:
+        summary = {
+            "model": args.model,
+            "mode": args.mode,
+            "grid": list(ctx.grid),
+            "processes": processes,
+            "device": str(device),
+            "dtype": args.dtype,
+            "window": predictor.window,
+            "overlap": predictor.overlap,
+            "class_names": names,
+            "seconds": seconds,
+            "peak_memory_bytes": peak,
+            "peak_rss_bytes": peak_rss,
+            "scenes": records,
+        }
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+    if len(plans) == 1 and failed:
+        raise CommandError(failed[0]["error"], exit_code=1)  # one input: the one-line error says it all
+    print("\n".join(lines), flush=True)
+    return 1 if failed else 0
