@@ -1,0 +1,266 @@
+"""Training and validation data of a run, and the up-front checks on them.
+
+Training samples are `WholeSceneDataset` items (a crop or the whole scene, augmented the same way on every
+process of a spatial group), ordered by a `SceneSampler`. Validation samples are whole scenes through the same
+spatial path; a scene larger than `eval_window` is cut into non-overlapping windows of that size (padded past
+the scene's end with ignored pixels), each still split over the grid. That is windowed, not sliding,
+evaluation: set `eval_window` only when a whole validation scene does not fit in the group's memory. A scene
+too small to be split over the grid is padded (bottom/right, ignored pixels) to the smallest size that splits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from ..data import (
+    AugmentConfig,
+    DatasetInfo,
+    SceneRecord,
+    SceneSampler,
+    WholeSceneDataset,
+    collate_samples,
+    compute_band_statistics,
+    dataset_info,
+    resolve_dataset_root,
+    scan_layout,
+    validate_records,
+)
+from ..data.geometry import SampleGeometry
+from ..data.reading import open_raster
+from ..spatial import split_edges
+from .config import TrainConfig
+from .distributed import run_on_main
+
+
+@dataclass
+class RunData:
+    """The scenes of a run, checked: dataset root, `DatasetInfo` (with normalisation statistics), records and
+    scene sizes of both splits."""
+
+    root: str
+    info: DatasetInfo
+    train: list[SceneRecord]
+    train_sizes: list[tuple[int, int]]
+    val: list[SceneRecord]
+    val_sizes: list[tuple[int, int]]
+
+
+def _scene_sizes(records: Sequence[SceneRecord], info: DatasetInfo) -> list[tuple[int, int]]:
+    sizes = []
+    for record in records:
+        with open_raster(record.image, info.bands, info.mask_alpha) as source:
+            sizes.append((int(source.height), int(source.width)))
+    return sizes
+
+
+def load_run_data(config: TrainConfig) -> RunData:
+    """Find, scan and validate the dataset (collective: the checks run once, every process gets the result).
+
+    Raises:
+        ValueError: on every process, naming every bad file (`validate_records`) or the layout mismatch.
+    """
+    root = run_on_main(lambda: str(resolve_dataset_root(config.dataset)))
+    layout, train_split, val_split = config.layout, config.train_split, config.val_split
+
+    def check() -> tuple[Any, ...]:
+        info = dataset_info(layout, root, train_split)
+        train = scan_layout(root, layout, train_split)
+        validate_records(train, info)
+        val = scan_layout(root, layout, val_split) if val_split else []
+        if config.max_eval_scenes:
+            val = val[: config.max_eval_scenes]
+        if val:
+            validate_records(val, info)
+        stats = None
+        if info.image_mean is None or info.image_std is None:
+            stats = compute_band_statistics(train, info, seed=config.seed)
+        return train, _scene_sizes(train, info), val, _scene_sizes(val, info), stats
+
+    train, train_sizes, val, val_sizes, stats = run_on_main(check)
+    info = dataset_info(layout, root, train_split)
+    if stats is not None:
+        info = info.replace(image_mean=tuple(stats[0]), image_std=tuple(stats[1]))
+    return RunData(root, info, train, train_sizes, val, val_sizes)
+
+
+def augment_config(name: str, num_bands: int) -> AugmentConfig:
+    """`rest` (the paper's pipeline), `nadir` (plus vertical flips and quarter turns) or `none`."""
+    if name == "rest":
+        return AugmentConfig.rest_recipe(num_bands)
+    if name == "nadir":
+        return (
+            AugmentConfig()
+            if num_bands == 3
+            else AugmentConfig(contrast=None, saturation=None, brightness=0.0)
+        )
+    return AugmentConfig.none()
+
+
+def smallest_split(parts: int, alignment: int, min_tile: int) -> int:
+    """Smallest side in pixels that `split_edges` can split into `parts` aligned tiles of at least `min_tile`."""
+    return parts * max(1, math.ceil(min_tile / alignment)) * alignment if parts > 1 else 1
+
+
+def check_grid_fits(
+    size: tuple[int, int], grid: tuple[int, int], alignment: int, min_tile: int, what: str, fix: str
+) -> None:
+    """Raise a `ValueError` naming `what`, the sizes that would work and `fix` when `size` cannot be split."""
+    for length, parts, axis in ((size[0], grid[0], "tall"), (size[1], grid[1], "wide")):
+        try:
+            split_edges(length, parts, alignment, min_tile, axis)
+        except ValueError as error:
+            need = smallest_split(parts, alignment, min_tile)
+            raise ValueError(
+                f"{what} of {size[0]}x{size[1]} px cannot be split over grid {grid[0]}x{grid[1]}: {error}; {fix} "
+                f"(at least {need} px {axis} for {parts} tiles)"
+            ) from None
+
+
+def check_training_samples(
+    config: TrainConfig, data: RunData, alignment: int, min_tile: int, augment: AugmentConfig
+) -> None:
+    """The training samples split over the grid: the crop, or every whole scene at the smallest scale."""
+    grid = config.grid_shape
+    crop = config.crop_shape
+    if crop is not None:
+        check_grid_fits(
+            crop, grid, alignment, min_tile, "crop_size", "use a larger crop_size or a smaller grid"
+        )
+        return
+    low = augment.scale_range[0] if augment.scale_range else 1.0
+    for record, (height, width) in zip(data.train, data.train_sizes, strict=True):
+        size = (max(1, round(height * low)), max(1, round(width * low)))
+        if augment.rotate90:
+            size = (min(size), min(size))
+        check_grid_fits(
+            size,
+            grid,
+            alignment,
+            min_tile,
+            f"whole training scene {record.name} (at scale {low})",
+            "set crop_size, a smaller grid, or a scale range that keeps scenes large enough",
+        )
+
+
+def check_batch_size(config: Any, batch_size: int) -> None:
+    """UperNet's BatchNorm after the 1x1 pyramid pooling sees one value per sample: training needs two."""
+    if batch_size < 2 and 1 in config.pool_scales and config.decoder_variant == "upernet":
+        raise ValueError(
+            f"batch_size {batch_size} cannot train the UperNet decoder: the BatchNorm after its 1x1 pyramid pooling "
+            "needs at least 2 values per channel in training mode; use batch_size >= 2"
+        )
+
+
+class WindowedSceneDataset(WholeSceneDataset):
+    """Validation samples: whole scenes, or non-overlapping `window` x `window` pieces of larger scenes.
+
+    Items are plain indices; no augmentation. Scenes smaller than `min_size` are padded to it (ignored pixels).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[SceneRecord],
+        sizes: Sequence[tuple[int, int]],
+        info: DatasetInfo,
+        processor: Any,
+        ctx: Any,
+        window: int | None,
+        alignment: int,
+        min_tile: int,
+        min_size: tuple[int, int] = (1, 1),
+    ) -> None:
+        pieces, piece_records = [], []
+        for record, (height, width) in zip(records, sizes, strict=True):
+            if window is None or (height <= window and width <= window):
+                boxes = [(0, 0, height, width)]
+            else:
+                starts = [(top, left) for top in range(0, height, window) for left in range(0, width, window)]
+                boxes = [(top, left, window, window) for top, left in starts]
+            for top, left, h, w in boxes:
+                piece_records.append(record)
+                pieces.append(((height, width), top, left, (max(h, min_size[0]), max(w, min_size[1]))))
+        super().__init__(piece_records, info, processor, ctx, alignment=alignment, min_tile=min_tile)
+        self.pieces = pieces
+
+    def geometry(self, key: Any, scene_size: tuple[int, int] | None = None) -> SampleGeometry:
+        index = int(key if isinstance(key, int) else key[0]) % len(self.pieces)
+        size, top, left, window = self.pieces[index]
+        return SampleGeometry(
+            scene_size=size, resized_size=size, crop_top=top, crop_left=left, window_size=window
+        )
+
+
+def build_loaders(
+    config: TrainConfig, data: RunData, processor: Any, ctx: Any, alignment: int, min_tile: int
+) -> tuple[DataLoader, SceneSampler, DataLoader | None]:
+    """Training loader (with its `SceneSampler`, for resuming) and validation loader (`None` without a split).
+
+    The loaders are not passed to `accelerator.prepare`: it would replace the sampler with one that shards
+    batches over every process, while the processes of a spatial group must read the same samples.
+    """
+    augment = augment_config(config.augment, data.info.num_bands)
+    check_training_samples(config, data, alignment, min_tile, augment)
+    train_set = WholeSceneDataset(
+        data.train,
+        data.info,
+        processor,
+        ctx,
+        crop_size=config.crop_shape,
+        augment=augment,
+        seed=config.seed,
+        alignment=alignment,
+        min_tile=min_tile,
+    )
+    sampler = SceneSampler(train_set, ctx, shuffle=True, seed=config.seed)
+    if len(sampler) < config.batch_size:
+        raise ValueError(
+            f"{len(data.train)} training scenes give each of the {ctx.dp_size} data-parallel groups {len(sampler)} "
+            f"per epoch, fewer than batch_size {config.batch_size}; use a smaller batch_size or more scenes"
+        )
+    workers = dict(num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
+    # drop_last: a last batch of one sample would break UperNet's BatchNorm, and every group must step together.
+    train_loader = DataLoader(
+        train_set, config.batch_size, sampler=sampler, collate_fn=collate_samples, drop_last=True, **workers
+    )
+    if not data.val:
+        return train_loader, sampler, None
+    grid = config.grid_shape
+    min_size = tuple(smallest_split(parts, alignment, min_tile) for parts in grid)
+    window = config.eval_window
+    if window is not None:
+        check_grid_fits(
+            (window, window), grid, alignment, min_tile, "eval_window", "use a larger eval_window"
+        )
+    val_set = WindowedSceneDataset(
+        data.val, data.val_sizes, data.info, processor, ctx, window, alignment, min_tile, min_size
+    )
+    # Each data-parallel group validates its own share of the scenes (none twice: the confusion matrices add).
+    indices = list(range(ctx.dp_rank, len(val_set), ctx.dp_size))
+    val_loader = DataLoader(val_set, 1, sampler=indices, collate_fn=collate_samples, **workers)
+    return train_loader, sampler, val_loader
+
+
+def batches_forever(loader: DataLoader, sampler: SceneSampler) -> Iterator[dict[str, Any]]:
+    """Training batches epoch after epoch, starting at the sampler's (possibly resumed) position."""
+    while True:
+        yield from loader
+        sampler.set_epoch(sampler.epoch + 1)
+
+
+__all__ = [
+    "RunData",
+    "batches_forever",
+    "WindowedSceneDataset",
+    "augment_config",
+    "build_loaders",
+    "check_batch_size",
+    "check_grid_fits",
+    "check_training_samples",
+    "load_run_data",
+    "smallest_split",
+]
