@@ -67,13 +67,14 @@ from rest_hf.training import (
     set_train_mode,
     train_step,
 )
-from rest_hf.training.distributed import all_gather_objects, run_on_main
+from rest_hf.training.distributed import all_gather_objects, exit_with_launcher, run_on_main
 
 
 def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------------------------------ configuration
     config = parse_train_config(sys.argv[1:] if argv is None else argv)
     output_dir = Path(config.output_dir)
+    exit_with_launcher()  # killing torchrun / accelerate launch stops every worker (see its docstring)
 
     # -------------------------------------------------------------------------------- distributed set-up
     # Accelerate joins the process group started by torchrun / accelerate launch (gloo on CPU, NCCL on GPUs);

@@ -7,6 +7,10 @@ every process then returns the same value or raises the same `ValueError`.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +18,29 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_launcher() -> bool:
+    """Make this process die when the launcher that started it dies (Linux; under torchrun/accelerate only).
+
+    torchrun starts each worker in its own session, so killing the launcher (or its process group) leaves the
+    workers training on as orphans, and a run started again would race them for the same checkpoints. With
+    the kernel's parent-death signal the workers go down with the launcher. Returns whether it was set.
+    """
+    if not sys.platform.startswith("linux") or "LOCAL_RANK" not in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() == 1:  # the launcher died before the signal was armed
+        os._exit(1)
+    return True
 
 
 def is_distributed() -> bool:
@@ -65,4 +92,12 @@ def all_gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
-__all__ = ["all_gather_objects", "barrier", "is_distributed", "rank", "run_on_main", "world_size"]
+__all__ = [
+    "all_gather_objects",
+    "barrier",
+    "exit_with_launcher",
+    "is_distributed",
+    "rank",
+    "run_on_main",
+    "world_size",
+]
