@@ -230,8 +230,9 @@ def parse_train_config(argv: Sequence[str] | None = None) -> TrainConfig:
     """A `TrainConfig` from ``[CONFIG.yaml] [--name value ...]`` (the YAML file is optional).
 
     Raises:
-        ValueError: the YAML file is missing, is not a mapping, or names unknown fields; a value is invalid.
-        SystemExit: argparse's own refusal of an unknown option or a bad value (with its usage message).
+        ValueError: the YAML file is missing, is not a mapping, or names unknown fields; an option is unknown;
+            a value is invalid.
+        SystemExit: argparse's own refusal of a value of the wrong type (with its usage message).
     """
     from transformers import HfArgumentParser
 
@@ -240,7 +241,12 @@ def parse_train_config(argv: Sequence[str] | None = None) -> TrainConfig:
     if argv and not argv[0].startswith("-"):
         values = load_yaml_config(argv.pop(0))
         parser.set_defaults(**values)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    config, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown}; options are --FIELD VALUE with the TrainConfig fields "
+            f"({', '.join(config_fields())}), see --help"
+        )
     return config
 
 
