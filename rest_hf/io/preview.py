@@ -12,7 +12,7 @@ import numpy as np
 
 from .colors import palette_to_colormap, resolve_palette
 from .errors import RasterWriteError, gdal_detail, quiet_georeferencing
-from .writer import _to_numpy, check_output_path
+from .writer.atomic import _to_numpy, check_output_path
 
 __all__ = ["write_preview_png"]
 
