@@ -309,12 +309,14 @@ def _fatal(message: str) -> None:
 
 
 def _run(args, plans, bands, device, dtype) -> int:
+    import torch
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
     from ..inference import FatalError, ScenePredictor
     from ..inference.runtime import agree, is_distributed, one_line, world_rank
     from ..loading import load_image_processor, load_model
+    from ..models import PRESETS
     from ..spatial import SpatialContext
 
     hf_logging.disable_progress_bar()  # the weights' loading bar; ours are the scenes' and windows'
@@ -332,6 +334,8 @@ def _run(args, plans, bands, device, dtype) -> int:
         return refuse(one_line(error))
     model = processor = predictor = None
     try:
+        if args.model in PRESETS:
+            torch.manual_seed(0)  # random weights, but the same on every process (and in every run)
         model = load_model(args.model, revision=args.revision)
         processor = load_image_processor(args.model, model.config, revision=args.revision)
         predictor = ScenePredictor(
@@ -352,6 +356,9 @@ def _run(args, plans, bands, device, dtype) -> int:
         return refuse(failure)
 
     mine = plans[ctx.dp_rank :: ctx.dp_size]
+    from ..inference.runtime import peak_memory_bytes
+
+    baseline = peak_memory_bytes(device)  # imports and the model: the scenes' own memory is the rest
     start = time.perf_counter()
     records = []
     show = is_root and not args.no_progress and sys.stderr.isatty()
@@ -370,7 +377,7 @@ def _run(args, plans, bands, device, dtype) -> int:
         _fatal(f"{type(error).__name__}: {one_line(error)}")
     finally:
         scenes_bar.close()
-    return _report(args, plans, records, predictor, ctx, device, time.perf_counter() - start)
+    return _report(args, plans, records, predictor, ctx, device, time.perf_counter() - start, baseline)
 
 
 def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
@@ -468,7 +475,7 @@ def _fmt_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int:
+def _report(args, plans, records, predictor, ctx, device, seconds: float, baseline: int) -> int:
     """Gather every group's records on process 0, print the summary there; the exit code on every process."""
     import torch
 
@@ -480,6 +487,7 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int
     records = sorted((r for group in gathered if group for r in group), key=lambda r: order[r["input"]])
     peak = int(agree_max(peak_memory_bytes(device), device=device))
     peak_rss = int(agree_max(peak_memory_bytes(torch.device("cpu")), device=device))
+    baseline = int(agree_max(baseline, device=device))
     failed = [r for r in records if "error" in r]
     if world_rank() != 0:
         return 1 if failed else 0
@@ -492,6 +500,12 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int
         f"mode {args.mode}, {processes} process{'es' if processes != 1 else ''} (grid {ctx.grid[0]}x{ctx.grid[1]}"
         f"{f', {ctx.dp_size} scenes at once' if ctx.dp_size > 1 else ''}), {device.type} {args.dtype}"
     ]
+    from ..models import PRESETS
+
+    if args.model in PRESETS:
+        lines.append(
+            f"  note: {args.model} is a preset with random weights: for demonstrations and benchmarks"
+        )
     histogram = [0] * config.num_labels
     for r in records:
         name = Path(r["input"]).name
@@ -512,7 +526,8 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int
         nodata = sum(r.get("nodata_pixels", 0) for r in records if "error" not in r)
         lines.append(f"classes ({valid:,} valid pixels, {nodata:,} nodata): {shares}")
     memory = f"peak memory {_fmt_bytes(peak)} ({'GPU allocated' if device.type == 'cuda' else 'max RSS'}"
-    memory += f", largest of {processes} processes)" if processes > 1 else ")"
+    memory += f", largest of {processes} processes" if processes > 1 else ""
+    memory += f"; {_fmt_bytes(baseline)} before the first scene: libraries and model)"
     lines.append(f"{memory}; total {seconds:.1f} s")
     if failed:
         lines.append(f"{len(failed)} of {len(records)} scenes failed")
@@ -530,6 +545,7 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float) -> int
             "seconds": seconds,
             "peak_memory_bytes": peak,
             "peak_rss_bytes": peak_rss,
+            "baseline_memory_bytes": baseline,
             "scenes": records,
         }
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
