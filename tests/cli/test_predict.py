@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,16 @@ def need_samples(*names: str) -> None:
             pytest.skip(f"sample raster {SAMPLE_DIR / name} is not available")
 
 
-def run_cli(*args: str, processes: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, processes: int = 1, timeout: float = 300, module: str = "rest_hf"
+) -> subprocess.CompletedProcess:
     """`python -m rest_hf ARGS`, or under `torchrun --standalone` (a free port) with several processes."""
     if processes == 1:
-        command = [sys.executable, "-m", "rest_hf", *args]
+        command = [sys.executable, "-m", module, *args]
     else:
         if not TORCHRUN.exists():
             pytest.skip(f"torchrun is not installed next to {sys.executable}")
-        command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", "rest_hf", *args]
+        command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", module, *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -136,6 +139,20 @@ def test_two_processes_write_the_labels_of_one_and_report_a_scene_that_breaks_ha
     p2, _ = read(out / "RGB.byte_probs.tif")
     assert np.array_equal(np.isnan(p1), np.isnan(p2))
     assert np.nanmax(np.abs(p1 - p2)) <= 1e-4
+
+
+def test_a_forward_pass_failing_on_one_process_stops_every_process_at_once(model_dirs, tmp_path):
+    out = tmp_path / "labels.tif"
+    args = ["predict", str(RGB), "-o", str(out), "--model", str(model_dirs[3]), "--timeout", "600"]
+    started = time.monotonic()
+    done = run_cli(*args, processes=2, module="tests.cli.failing_forward", timeout=120)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 60  # far below the 600 s collective timeout: nobody waited for it
+    assert (
+        "process 1: " in done.stderr and "RGB.byte.tif: the forward pass failed: out of memory" in done.stderr
+    )
+    assert "stopping every process" in done.stderr
+    assert left_behind(tmp_path) == []
 
 
 def test_windowed_with_one_window_covering_the_scene_equals_holistic(single, model_dirs, tmp_path):
