@@ -275,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--overlap must be a fraction in [0, 1), got {args.overlap}")
     if args.mode == "holistic" and (args.window is not None or args.overlap is not None):
         raise CommandError("--window and --overlap apply to --mode windowed or sliding, not holistic")
+    if args.timeout <= 0:
+        raise CommandError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.preview_size < 0:
         raise CommandError(f"--preview-size must be >= 0, got {args.preview_size}")
     bands = parse_bands(args.bands)
@@ -310,11 +312,12 @@ def _fatal(message: str) -> None:
 
 def _run(args, plans, bands, device, dtype) -> int:
     import torch
+    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
     from ..inference import FatalError, ScenePredictor
-    from ..inference.runtime import agree, is_distributed, one_line, world_rank
+    from ..inference.runtime import agree, is_distributed, one_line, peak_memory_bytes, world_rank
     from ..loading import load_image_processor, load_model
     from ..models import PRESETS
     from ..spatial import SpatialContext
@@ -356,14 +359,10 @@ def _run(args, plans, bands, device, dtype) -> int:
         return refuse(failure)
 
     mine = plans[ctx.dp_rank :: ctx.dp_size]
-    from ..inference.runtime import peak_memory_bytes
-
     baseline = peak_memory_bytes(device)  # imports and the model: the scenes' own memory is the rest
     start = time.perf_counter()
     records = []
     show = is_root and not args.no_progress and sys.stderr.isatty()
-    from tqdm.auto import tqdm
-
     scenes_bar = tqdm(total=len(mine), unit="scene", disable=not (show and len(mine) > 1), dynamic_ncols=True)
     try:
         for plan in mine:
@@ -382,8 +381,8 @@ def _run(args, plans, bands, device, dtype) -> int:
 
 def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
     """Predict and write one scene (collective over the spatial group); returns its summary record."""
-    from ..inference import SceneError, open_source
-    from ..inference.runtime import agree, one_line
+    from ..inference import SceneError, agreed, open_source
+    from ..inference.runtime import one_line
     from ..io import check_output_path
 
     config = predictor.config
@@ -392,29 +391,14 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     started = time.perf_counter()
     outputs = None
     try:
-        failure = None
-        if root:
-            try:
-                for output in (plan.labels, plan.probabilities, plan.preview):
-                    if output is not None:
-                        check_output_path(output, args.overwrite)
-            except OSError as error:
-                failure = one_line(error)
-        failure = agree(failure, ctx)
-        if failure is not None:
-            raise SceneError(failure)
+        planned = [p for p in (plan.labels, plan.probabilities, plan.preview) if p is not None]
+        agreed(lambda: [check_output_path(p, args.overwrite) for p in planned], ctx, here=root)
         source = open_source(plan.input, bands, ctx)
         try:
             source = _drop_alpha(source, bands, config.num_channels, record, ctx)
-            failure = None
-            if root:
-                try:
-                    outputs = SceneOutputs(plan, source, config, args, predictor.nodata)
-                except (OSError, ValueError) as error:
-                    failure = one_line(error)
-            failure = agree(failure, ctx)
-            if failure is not None:
-                raise SceneError(failure)
+            outputs = agreed(
+                lambda: SceneOutputs(plan, source, config, args, predictor.nodata), ctx, here=root
+            )
             result = predictor.predict(
                 source, outputs, probabilities=plan.probabilities is not None, progress=progress
             )
@@ -467,12 +451,12 @@ def _drop_alpha(source, bands, num_channels: int, record: dict[str, Any], ctx) -
 
 
 def _fmt_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
+    if count < 1024:
+        return f"{count} B"
+    value, units = count / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
 
 
 def _report(args, plans, records, predictor, ctx, device, seconds: float, baseline: int) -> int:

@@ -14,6 +14,7 @@ from .engine import (
     SceneError,
     ScenePredictor,
     SceneResult,
+    agreed,
     open_source,
 )
 from .layout import Window, feather_weights, padded_size, stride_for, window_grid, window_starts
@@ -27,6 +28,7 @@ __all__ = [
     "ScenePredictor",
     "SceneResult",
     "Window",
+    "agreed",
     "feather_weights",
     "open_source",
     "padded_size",

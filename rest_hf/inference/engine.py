@@ -57,6 +57,7 @@ __all__ = [
     "SceneError",
     "ScenePredictor",
     "SceneResult",
+    "agreed",
     "open_source",
 ]
 
@@ -582,20 +583,28 @@ class ScenePredictor:
             raise self._no_valid_pixels(source)
 
 
-def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> RasterSource:
-    """Open a scene on every rank of `scope` (a `SpatialContext`, or None: every process); a failure on any
-    rank raises the same `SceneError` on all."""
-    source, failure = None, None
-    try:
-        source = RasterSource(path, bands)
-    except Exception as error:
-        failure = one_line(error)
+def agreed(step: Callable[[], Any], scope: Any = None, here: bool = True) -> Any:
+    """Run `step` (on this rank when `here`); if it failed on any rank of `scope`, every rank raises that
+    rank's one-line message as `SceneError`. Collective over `scope` (a `SpatialContext`, or None: every
+    process). Returns the step's value (None where it did not run)."""
+    value, failure = None, None
+    if here:
+        try:
+            value = step()
+        except Exception as error:
+            failure = one_line(error)
     failure = agree(failure, scope)
     if failure is not None:
-        if source is not None:
-            source.close()
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
         raise SceneError(failure)
-    return source
+    return value
+
+
+def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> RasterSource:
+    """Open a scene on every rank of `scope`; a failure on any rank raises the same `SceneError` on all."""
+    return agreed(lambda: RasterSource(path, bands), scope)
 
 
 def _try(step: Callable[[], None]) -> str | None:
