@@ -17,7 +17,7 @@ from .engine import (
     agreed,
     open_source,
 )
-from .layout import Window, feather_weights, padded_size, stride_for, window_grid, window_starts
+from .layout import feather_weights, padded_size, stride_for, window_grid, window_starts
 
 __all__ = [
     "MODES",
@@ -27,7 +27,6 @@ __all__ = [
     "SceneError",
     "ScenePredictor",
     "SceneResult",
-    "Window",
     "agreed",
     "feather_weights",
     "open_source",

@@ -39,7 +39,7 @@ import torch
 
 from ..io import RasterSource, label_dtype, normalize_with_processor
 from ..spatial import SpatialContext
-from .layout import Window, feather_weights, padded_size, stride_for, window_grid
+from .layout import feather_weights, padded_size, stride_for, window_grid
 from .runtime import (
     agree,
     autocast,
@@ -330,16 +330,17 @@ class ScenePredictor:
 
     # ---------------------------------------------------------------- steps
     def _read(
-        self, source: RasterSource, box: Window | None
+        self, source: RasterSource, box: tuple[int, int, int, int] | None
     ) -> tuple[np.ndarray | None, np.ndarray | None, list[int]]:
-        """Read and normalise this rank's window (None: nothing this round); agree on failures.
+        """Read and normalise this rank's window (top, left, height, width; None: nothing this round); agree
+        on failures.
 
         Returns the normalised (C, h, w) pixels, the (h, w) valid mask and every rank's valid-pixel count.
         """
         failure, pixels, valid = None, None, None
         if box is not None:
             try:
-                data, valid = source.read_masked(box.top, box.left, box.height, box.width)
+                data, valid = source.read_masked(*box)
                 pixels = normalize_with_processor(data, self.processor, valid_mask=valid)
             except Exception as error:
                 failure = one_line(error)
@@ -414,7 +415,7 @@ class ScenePredictor:
         part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
         boxes = part.boxes()
         box = part.box()
-        pixels, valid, counts = self._read(source, Window(box.top, box.left, box.height, box.width))
+        pixels, valid, counts = self._read(source, (box.top, box.left, box.height, box.width))
         if sum(counts) == 0:
             raise self._no_valid_pixels(source)
         with released_memory(self.device):
@@ -465,9 +466,8 @@ class ScenePredictor:
         )
         any_valid = False
         bar = _progress(len(windows), source, progress and len(windows) > 1)
-        for index, window in enumerate(windows):
-            row, col = divmod(index, len(col_starts))
-            mine = Window(window.top + box.top, window.left + box.left, box.height, box.width)
+        for window in windows:
+            mine = (window.top + box.top, window.left + box.left, box.height, box.width)
             pixels, valid, counts = self._read(source, mine)
             failure = None
             if sum(counts) > 0:  # a window with no valid pixel is skipped (its pixels are all nodata)
@@ -475,7 +475,7 @@ class ScenePredictor:
                 with released_memory(self.device):
                     logits = self._forward(pixels, source, collective=True)
                     del pixels
-                    weight = feather_weights(row_starts, col_starts, row, col, size)
+                    weight = feather_weights(row_starts, col_starts, window.row, window.col, size)
                     tensors = [logits, torch.from_numpy(valid).to(self.device, torch.uint8)]
 
                     def specs(i: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
@@ -502,9 +502,9 @@ class ScenePredictor:
                         tensors, specs, ctx.global_ranks, ctx.rank, emit, self.device
                     )
                     del logits, tensors
-            last_in_row = col == len(col_starts) - 1
+            last_in_row = window.col == len(col_starts) - 1
             if accumulator is not None and last_in_row and failure is None:
-                following = row_starts[row + 1] if row + 1 < len(row_starts) else height
+                following = row_starts[window.row + 1] if window.row + 1 < len(row_starts) else height
                 failure = _try(lambda following=following: accumulator.flush(following))
             failure = agree(failure, ctx)
             if failure is not None:
@@ -535,7 +535,7 @@ class ScenePredictor:
         for round_index in range(rounds):
             first = round_index * ctx.size
             crop = crops[first + ctx.rank] if first + ctx.rank < len(crops) else None
-            box = Window(crop.top, crop.left, *padded) if crop is not None else None
+            box = (crop.top, crop.left, *padded) if crop is not None else None
             pixels, valid, counts = self._read(source, box)
             sending = [c > 0 for c in counts]
             any_valid = any_valid or any(sending)

@@ -6,36 +6,18 @@ Pure arithmetic on sizes (no I/O, no communication), shared by the three engines
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
+from ..spatial.partition import TileBox
+
 __all__ = [
-    "Window",
     "feather_weights",
     "padded_size",
     "stride_for",
     "window_grid",
     "window_starts",
 ]
-
-
-@dataclass(frozen=True)
-class Window:
-    """A window of the scene in pixels: rows `[top, top + height)`, columns `[left, left + width)`."""
-
-    top: int
-    left: int
-    height: int
-    width: int
-
-    @property
-    def bottom(self) -> int:
-        return self.top + self.height
-
-    @property
-    def right(self) -> int:
-        return self.left + self.width
 
 
 def padded_size(
@@ -91,12 +73,17 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
 
 def window_grid(
     height: int, width: int, size: tuple[int, int], stride: tuple[int, int]
-) -> tuple[list[int], list[int], list[Window]]:
-    """Row starts, column starts and the windows (row-major) of `size` = (h, w) px, clipped to the scene."""
+) -> tuple[list[int], list[int], list[TileBox]]:
+    """Row starts, column starts and the windows (row-major `TileBox`es: position in the window grid, top-left
+    corner, size) of `size` = (h, w) px, clipped to the scene."""
     rows = window_starts(height, size[0], stride[0])
     cols = window_starts(width, size[1], stride[1])
     win_h, win_w = min(size[0], height), min(size[1], width)
-    windows = [Window(top, left, win_h, win_w) for top in rows for left in cols]
+    windows = [
+        TileBox(row=r, col=c, top=top, left=left, height=win_h, width=win_w)
+        for r, top in enumerate(rows)
+        for c, left in enumerate(cols)
+    ]
     return rows, cols, windows
 
 

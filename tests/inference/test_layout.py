@@ -38,8 +38,8 @@ def test_feathered_weights_cross_fade_and_are_exactly_one_away_from_overlaps(siz
     rows, cols, windows = window_grid(height, width, (size, size), (stride, stride))
     total = torch.zeros(height, width, dtype=torch.float64)
     coverage = torch.zeros(height, width, dtype=torch.int64)
-    for index, window in enumerate(windows):
-        weight = feather_weights(rows, cols, *divmod(index, len(cols)), (window.height, window.width))
+    for window in windows:
+        weight = feather_weights(rows, cols, window.row, window.col, (window.height, window.width))
         assert (weight > 0).all() and (weight <= 1).all()
         total[window.top : window.bottom, window.left : window.right] += weight.double()
         coverage[window.top : window.bottom, window.left : window.right] += 1
