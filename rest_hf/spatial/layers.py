@@ -129,15 +129,32 @@ def _source_positions(
     return lower, position - lower
 
 
+# Channels interpolated at a time: the temporaries are then an eighth of the output, not twice it.
+_CHANNEL_CHUNKS = 8
+
+
 def _interpolate_axis(
     source: torch.Tensor, dim: int, lower: torch.Tensor, weight: torch.Tensor, last: int
 ) -> torch.Tensor:
-    """Linear interpolation along `dim` of `source` at local indices `lower` (+1, clamped to `last`)."""
-    upper = (lower + 1).clamp(max=last)
+    """Linear interpolation along `dim` of (B, C, h, w) `source` at local indices `lower` (+1, clamped to `last`).
+
+    The final 4x upsampling of the logits is the largest tensor of the model, so the interpolation writes
+    into the output chunk by chunk of channels, in place (`lower + w * (upper - lower)`): the peak is the
+    output plus two chunks, close to `F.interpolate`'s.
+    """
     shape = [1] * source.ndim
     shape[dim] = -1
     weight = weight.to(source.dtype).view(shape)
-    return source.index_select(dim, lower) * (1 - weight) + source.index_select(dim, upper) * weight
+    upper = (lower + 1).clamp(max=last)
+    out_shape = list(source.shape)
+    out_shape[dim] = lower.numel()
+    output = source.new_empty(out_shape)
+    step = -(-source.shape[1] // _CHANNEL_CHUNKS)
+    for start in range(0, source.shape[1], step):
+        chunk = source[:, start : start + step]
+        below = chunk.index_select(dim, lower)
+        output[:, start : start + step] = chunk.index_select(dim, upper).sub_(below).mul_(weight).add_(below)
+    return output
 
 
 class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
