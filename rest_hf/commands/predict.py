@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -189,81 +190,6 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
     return plans
 
 
-# ------------------------------------------------------------------------------------------------ outputs
-class SceneOutputs:
-    """The writers of one scene on rank 0: labels, optional probabilities, optional preview (atomic)."""
-
-    def __init__(self, plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace, nodata: int):
-        from ..io import LabelWriter, ProbabilityWriter
-
-        self.plan, self.config, self.args, self.nodata = plan, config, args, nodata
-        self.committed: list[Path] = []
-        self.probabilities = None
-        self.labels = LabelWriter(
-            plan.labels,
-            source,
-            config.num_labels,
-            palette=config.palette,
-            id2label=config.id2label,
-            overwrite=args.overwrite,
-            cog=args.cog,
-        )
-        try:
-            if plan.probabilities is not None:
-                self.probabilities = ProbabilityWriter(
-                    plan.probabilities,
-                    source,
-                    config.num_labels,
-                    dtype=args.probabilities_dtype,
-                    id2label=config.id2label,
-                    overwrite=args.overwrite,
-                    cog=args.cog,
-                )
-        except BaseException:
-            self.abort()
-            raise
-
-    def write(self, top, left, labels, valid, probabilities) -> None:
-        self.labels.write(labels, top, left, valid_mask=valid)
-        if self.probabilities is not None and probabilities is not None:
-            self.probabilities.write(probabilities, top, left, valid_mask=valid)
-
-    def commit(self) -> None:
-        """Make every output visible; if one fails, remove the ones already renamed into place."""
-        try:
-            self.committed.append(self.labels.commit())
-            if self.probabilities is not None:
-                self.committed.append(self.probabilities.commit())
-            if self.plan.preview is not None:
-                self.committed.append(self._preview())
-        except BaseException:
-            self.abort()
-            for path in self.committed:
-                path.unlink(missing_ok=True)
-            raise
-
-    def _preview(self) -> Path:
-        """The preview, read back (decimated) from the finished label raster: no full-size copy in memory."""
-        import rasterio
-
-        from ..io import quiet_georeferencing, resolve_palette, write_preview_png
-
-        size = self.args.preview_size
-        with quiet_georeferencing(), rasterio.open(self.plan.labels) as ds:
-            scale = max(ds.height, ds.width) / size if size and max(ds.height, ds.width) > size else 1.0
-            shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
-            labels = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
-        palette = resolve_palette(self.config.palette, self.config.num_labels)
-        return write_preview_png(
-            labels, palette, self.plan.preview, self.nodata, overwrite=self.args.overwrite
-        )
-
-    def abort(self) -> None:
-        for writer in (self.labels, self.probabilities):
-            if writer is not None:
-                writer.abort()
-
-
 # ------------------------------------------------------------------------------------------------ running
 def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
@@ -290,11 +216,19 @@ def run(args: argparse.Namespace) -> int:
         created = init_distributed(device, args.timeout)
     except Exception as error:
         raise CommandError(f"cannot join the process group: {' '.join(str(error).split())}") from None
+    # torchrun stops the other processes with SIGTERM when one fails: raise instead of dying on the spot, so
+    # the scene being written is aborted and no temporary file is left behind.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return _run(args, plans, bands, device, dtype)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if created:
             destroy_distributed()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _fatal(message: str) -> None:
@@ -396,9 +330,7 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
         source = open_source(plan.input, bands, ctx)
         try:
             source = _drop_alpha(source, bands, config.num_channels, record, ctx)
-            outputs = agreed(
-                lambda: SceneOutputs(plan, source, config, args, predictor.nodata), ctx, here=root
-            )
+            outputs = agreed(lambda: _writer(plan, source, config, args), ctx, here=root)
             result = predictor.predict(
                 source, outputs, probabilities=plan.probabilities is not None, progress=progress
             )
@@ -435,6 +367,22 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     return record
 
 
+def _writer(plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace) -> Any:
+    from ..inference.outputs import SceneWriter
+
+    return SceneWriter(
+        source,
+        config,
+        plan.labels,
+        plan.probabilities,
+        plan.preview,
+        overwrite=args.overwrite,
+        cog=args.cog,
+        probabilities_dtype=args.probabilities_dtype,
+        preview_size=args.preview_size,
+    )
+
+
 def _drop_alpha(source, bands, num_channels: int, record: dict[str, Any], ctx) -> Any:
     """Without --bands, an RGBA input for an RGB model is read as RGB (alpha still masks pixels)."""
     from ..inference import open_source
@@ -450,21 +398,14 @@ def _drop_alpha(source, bands, num_channels: int, record: dict[str, Any], ctx) -
     return open_source(path, others, ctx)
 
 
-def _fmt_bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value, units = count / 1024, ["KiB", "MiB", "GiB", "TiB"]
-    while value >= 1024 and len(units) > 1:
-        value, units = value / 1024, units[1:]
-    return f"{value:.1f} {units[0]}"
-
-
 def _report(args, plans, records, predictor, ctx, device, seconds: float, baseline: int) -> int:
     """Gather every group's records on process 0, print the summary there; the exit code on every process."""
     import torch
 
     from ..cli import CommandError
+    from ..inference.report import format_summary
     from ..inference.runtime import agree_max, gather_objects, peak_memory_bytes, world_rank
+    from ..models import PRESETS
 
     gathered = gather_objects(records if ctx.rank == 0 else None)
     order = {str(plan.input): i for i, plan in enumerate(plans)}
@@ -476,65 +417,30 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
     if world_rank() != 0:
         return 1 if failed else 0
     config = predictor.config
-    names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
-    processes = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    lines = [
-        f"rest-hf predict: {len(records)} scene{'s' if len(records) != 1 else ''}, model {args.model} "
-        f"({config.backbone_config.model_type}, {config.num_channels} bands, {config.num_labels} classes), "
-        f"mode {args.mode}, {processes} process{'es' if processes != 1 else ''} (grid {ctx.grid[0]}x{ctx.grid[1]}"
-        f"{f', {ctx.dp_size} scenes at once' if ctx.dp_size > 1 else ''}), {device.type} {args.dtype}"
-    ]
-    from ..models import PRESETS
-
-    if args.model in PRESETS:
-        lines.append(
-            f"  note: {args.model} is a preset with random weights: for demonstrations and benchmarks"
-        )
-    histogram = [0] * config.num_labels
-    for r in records:
-        name = Path(r["input"]).name
-        if "error" in r:
-            lines.append(f"  {name}: FAILED: {r['error']}")
-            continue
-        outputs = [r["labels"]] + [r[k] for k in ("probabilities", "preview") if r.get(k)]
-        windows = f", {r['windows']} windows" if r.get("windows", 1) > 1 else ""
-        lines.append(
-            f"  {name}: {r['height']} x {r['width']} px, {r['seconds']:.1f} s{windows} -> {', '.join(outputs)}"
-        )
-        lines.extend(f"    note: {note}" for note in r["notes"])
-        for i, count in enumerate(r["histogram"] or []):
-            histogram[i] += count
-    valid = sum(histogram)
-    if valid:
-        shares = ", ".join(f"{names[i]} {100.0 * c / valid:.1f}%" for i, c in enumerate(histogram) if c)
-        nodata = sum(r.get("nodata_pixels", 0) for r in records if "error" not in r)
-        lines.append(f"classes ({valid:,} valid pixels, {nodata:,} nodata): {shares}")
-    memory = f"peak memory {_fmt_bytes(peak)} ({'GPU allocated' if device.type == 'cuda' else 'max RSS'}"
-    memory += f", largest of {processes} processes" if processes > 1 else ""
-    memory += f"; {_fmt_bytes(baseline)} before the first scene: libraries and model)"
-    lines.append(f"{memory}; total {seconds:.1f} s")
-    if failed:
-        lines.append(f"{len(failed)} of {len(records)} scenes failed")
+    summary = {
+        "model": args.model,
+        "backbone": config.backbone_config.model_type,
+        "bands": config.num_channels,
+        "class_names": [str(config.id2label.get(i, i)) for i in range(config.num_labels)],
+        "random_weights": args.model in PRESETS,
+        "mode": args.mode,
+        "window": predictor.window,
+        "overlap": predictor.overlap,
+        "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+        "grid": list(ctx.grid),
+        "scenes_at_once": ctx.dp_size,
+        "device": str(device),
+        "dtype": args.dtype,
+        "seconds": seconds,
+        "peak_memory_bytes": peak,
+        "peak_rss_bytes": peak_rss,
+        "baseline_memory_bytes": baseline,
+        "scenes": records,
+    }
     if args.summary_json:
-        summary = {
-            "model": args.model,
-            "mode": args.mode,
-            "grid": list(ctx.grid),
-            "processes": processes,
-            "device": str(device),
-            "dtype": args.dtype,
-            "window": predictor.window,
-            "overlap": predictor.overlap,
-            "class_names": names,
-            "seconds": seconds,
-            "peak_memory_bytes": peak,
-            "peak_rss_bytes": peak_rss,
-            "baseline_memory_bytes": baseline,
-            "scenes": records,
-        }
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     if len(plans) == 1 and failed:
         raise CommandError(failed[0]["error"], exit_code=1)  # one input: the one-line error says it all
-    print("\n".join(lines), flush=True)
+    print(format_summary(summary), flush=True)
     return 1 if failed else 0

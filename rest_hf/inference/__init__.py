@@ -6,27 +6,23 @@ Example:
     >>> result = predictor.predict("scene.tif")  # result.labels on rank 0
 """
 
-from .engine import (
-    MODES,
-    ArraySink,
-    FatalError,
-    PredictionSink,
-    SceneError,
-    ScenePredictor,
-    SceneResult,
-    agreed,
-    open_source,
-)
+from .engine import MODES, ScenePredictor
 from .layout import feather_weights, padded_size, stride_for, window_grid, window_starts
+from .outputs import SceneWriter
+from .runtime import FatalError, SceneError, agreed, open_source
+from .sinks import ArraySink, BandAccumulator, CountingSink, PredictionSink, SceneResult
 
 __all__ = [
     "MODES",
     "ArraySink",
+    "BandAccumulator",
+    "CountingSink",
     "FatalError",
     "PredictionSink",
     "SceneError",
     "ScenePredictor",
     "SceneResult",
+    "SceneWriter",
     "agreed",
     "feather_weights",
     "open_source",

@@ -30,9 +30,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,153 +40,23 @@ from ..io import RasterSource, label_dtype, normalize_with_processor
 from ..spatial import SpatialContext
 from .layout import feather_weights, padded_size, stride_for, window_grid
 from .runtime import (
+    FatalError,
+    SceneError,
     agree,
     autocast,
     gather_objects,
     one_line,
+    open_source,
     released_memory,
     send_tiles_to_root,
 )
+from .sinks import ArraySink, BandAccumulator, CountingSink, PredictionSink, SceneResult
 
-__all__ = [
-    "MODES",
-    "ArraySink",
-    "FatalError",
-    "PredictionSink",
-    "SceneError",
-    "ScenePredictor",
-    "SceneResult",
-    "agreed",
-    "open_source",
-]
+__all__ = ["MODES", "ScenePredictor"]
 
 MODES = ("holistic", "windowed", "sliding")
 DEFAULT_WINDOW = {"windowed": 2048, "sliding": 512}
 DEFAULT_OVERLAP = {"windowed": 0.25, "sliding": 1 / 3}
-
-
-class SceneError(Exception):
-    """A scene cannot be predicted. One line naming the file; raised by every rank of the group alike."""
-
-
-class FatalError(RuntimeError):
-    """A failure inside a collective step (e.g. out of memory in the forward pass of one rank): the other
-    processes are waiting in a collective call this rank will never make, so the run cannot go on."""
-
-
-class PredictionSink(Protocol):
-    """Receives finished blocks of the prediction on rank 0 (any order, blocks do not overlap)."""
-
-    def write(
-        self, top: int, left: int, labels: np.ndarray, valid: np.ndarray, probabilities: np.ndarray | None
-    ) -> None:
-        """`labels` (h, w) class ids with the nodata value where `valid` is False; `probabilities` (K, h, w)
-        float32 with NaN where invalid, or None when they were not asked for."""
-
-
-class ArraySink:
-    """Assembles the whole prediction in memory: `labels` (H, W) and `probabilities` (K, H, W) or None."""
-
-    def __init__(self, height: int, width: int, num_classes: int, nodata: int, probabilities: bool = False):
-        dtype = np.uint8 if nodata == 255 else np.uint16
-        self.labels = np.full((height, width), nodata, dtype=dtype)
-        self.probabilities = (
-            np.full((num_classes, height, width), np.nan, dtype=np.float32) if probabilities else None
-        )
-
-    def write(self, top, left, labels, valid, probabilities) -> None:
-        h, w = labels.shape
-        self.labels[top : top + h, left : left + w] = labels
-        if self.probabilities is not None and probabilities is not None:
-            self.probabilities[:, top : top + h, left : left + w] = probabilities
-
-
-@dataclass
-class SceneResult:
-    """What happened to one scene (the histogram and arrays are filled on rank 0 only)."""
-
-    path: str
-    height: int
-    width: int
-    mode: str
-    grid: tuple[int, int]
-    seconds: float = 0.0
-    windows: int = 1
-    predicted_size: tuple[int, int] | None = None  # size actually fed to the model when it was padded
-    valid_pixels: int = 0
-    histogram: np.ndarray | None = None
-    notes: list[str] = field(default_factory=list)
-    labels: np.ndarray | None = None
-    probabilities: np.ndarray | None = None
-
-
-class _Stats:
-    """Counts the classes of every block that reaches the sink (rank 0)."""
-
-    def __init__(self, sink: PredictionSink, num_classes: int):
-        self.sink, self.num_classes = sink, num_classes
-        self.histogram = np.zeros(num_classes, dtype=np.int64)
-        self.valid_pixels = 0
-
-    def write(self, top, left, labels, valid, probabilities) -> None:
-        self.sink.write(top, left, labels, valid, probabilities)
-        counted = labels[valid]
-        self.histogram += np.bincount(counted.astype(np.int64), minlength=self.num_classes)[
-            : self.num_classes
-        ]
-        self.valid_pixels += int(counted.size)
-
-
-class _BandAccumulator:
-    """Weighted sums of logits over a band of rows `[top, top + rows)` of the scene (rank 0, CPU).
-
-    Windows are added in row-major order; `flush(until)` finishes the rows above `until` (no window still to
-    come touches them): divides by the summed weights, takes the argmax and hands them to the sink, then
-    drops them. The band grows only as far down as the windows added so far.
-    """
-
-    def __init__(self, num_classes: int, height: int, width: int, finish: Callable[..., None]):
-        self.num_classes, self.height, self.width, self.finish = num_classes, height, width, finish
-        self.top = 0
-        self.logits = torch.zeros(num_classes, 0, width)
-        self.weight = torch.zeros(0, width)
-        self.valid = torch.zeros(0, width, dtype=torch.bool)
-
-    def add(
-        self, top: int, left: int, logits: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor
-    ) -> None:
-        h, w = logits.shape[-2:]
-        bottom = top + h
-        if top < self.top:
-            raise RuntimeError(f"window at row {top} arrived after rows up to {self.top} were written")
-        missing = bottom - (self.top + self.weight.shape[0])
-        if missing > 0:
-            self.logits = torch.cat([self.logits, torch.zeros(self.num_classes, missing, self.width)], dim=1)
-            self.weight = torch.cat([self.weight, torch.zeros(missing, self.width)])
-            self.valid = torch.cat([self.valid, torch.zeros(missing, self.width, dtype=torch.bool)])
-        rows, cols = slice(top - self.top, bottom - self.top), slice(left, left + w)
-        self.logits[:, rows, cols].addcmul_(logits, weight)
-        self.weight[rows, cols] += weight
-        self.valid[rows, cols] = valid
-
-    def flush(self, until: int) -> None:
-        until = min(until, self.height)
-        count = until - self.top
-        if count <= 0:
-            return
-        if count > self.weight.shape[0]:  # rows no window covered (only possible when every one was skipped)
-            self.add(
-                self.top,
-                0,
-                torch.zeros(self.num_classes, count, self.width),
-                torch.zeros(count, self.width),
-                torch.zeros(count, self.width, dtype=torch.bool),
-            )
-        self.finish(self.top, self.logits[:, :count], self.weight[:count], self.valid[:count])
-        self.logits = self.logits[:, count:].clone()
-        self.weight = self.weight[count:].clone()
-        self.valid = self.valid[count:].clone()
-        self.top = until
 
 
 class ScenePredictor:
@@ -317,7 +186,7 @@ class ScenePredictor:
             array_sink = sink = ArraySink(
                 source.height, source.width, self.num_classes, self.nodata, probabilities
             )
-        stats = _Stats(sink, self.num_classes) if root else None
+        stats = CountingSink(sink, self.num_classes) if root else None
         engine = {"holistic": self._holistic, "windowed": self._windowed, "sliding": self._sliding}[self.mode]
         engine(source, stats, probabilities, progress, result)
         if root:
@@ -375,7 +244,7 @@ class ScenePredictor:
         probs[:, ~valid] = float("nan")
         return [labels, probs]
 
-    def _finish_rows(self, stats: _Stats, probabilities: bool) -> Callable[..., None]:
+    def _finish_rows(self, stats: CountingSink, probabilities: bool) -> Callable[..., None]:
         """Turn blended logit sums of finished rows into labels (and probabilities) for the sink."""
 
         def finish(top: int, logit_sum: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor) -> None:
@@ -460,7 +329,7 @@ class ScenePredictor:
         boxes, box = part.boxes(), part.box()
         result.windows = len(windows)
         accumulator = (
-            _BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
+            BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
             if ctx.rank == 0
             else None
         )
@@ -524,7 +393,7 @@ class ScenePredictor:
         self._padding_note(result, size, padded, "crop" if len(crops) > 1 else "scene")
         result.windows = len(crops)
         accumulator = (
-            _BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
+            BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
             if ctx.rank == 0
             else None
         )
@@ -581,30 +450,6 @@ class ScenePredictor:
         bar.close()
         if not any_valid:
             raise self._no_valid_pixels(source)
-
-
-def agreed(step: Callable[[], Any], scope: Any = None, here: bool = True) -> Any:
-    """Run `step` (on this rank when `here`); if it failed on any rank of `scope`, every rank raises that
-    rank's one-line message as `SceneError`. Collective over `scope` (a `SpatialContext`, or None: every
-    process). Returns the step's value (None where it did not run)."""
-    value, failure = None, None
-    if here:
-        try:
-            value = step()
-        except Exception as error:
-            failure = one_line(error)
-    failure = agree(failure, scope)
-    if failure is not None:
-        close = getattr(value, "close", None)
-        if close is not None:
-            close()
-        raise SceneError(failure)
-    return value
-
-
-def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> RasterSource:
-    """Open a scene on every rank of `scope`; a failure on any rank raises the same `SceneError` on all."""
-    return agreed(lambda: RasterSource(path, bands), scope)
 
 
 def _try(step: Callable[[], None]) -> str | None:

@@ -13,6 +13,7 @@ import resource
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,10 @@ import torch.distributed as dist
 
 __all__ = [
     "DTYPES",
+    "FatalError",
+    "SceneError",
+    "agreed",
+    "open_source",
     "agree",
     "agree_max",
     "autocast",
@@ -223,3 +228,39 @@ def released_memory(device: torch.device) -> Iterator[None]:
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class SceneError(Exception):
+    """A scene cannot be predicted. One line naming the file; raised by every rank of the group alike."""
+
+
+class FatalError(RuntimeError):
+    """A failure inside a collective step (e.g. out of memory in the forward pass of one rank): the other
+    processes are waiting in a collective call this rank will never make, so the run cannot go on."""
+
+
+def agreed(step: Callable[[], Any], scope: Any = None, here: bool = True) -> Any:
+    """Run `step` (on this rank when `here`); if it failed on any rank of `scope`, every rank raises that
+    rank's one-line message as `SceneError`. Collective over `scope` (a `SpatialContext`, or None: every
+    process). Returns the step's value (None where it did not run)."""
+    value, failure = None, None
+    if here:
+        try:
+            value = step()
+        except Exception as error:
+            failure = one_line(error)
+    failure = agree(failure, scope)
+    if failure is not None:
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
+        raise SceneError(failure)
+    return value
+
+
+def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> Any:
+    """A `RasterSource` opened on every rank of `scope`; a failure on any rank raises the same `SceneError`
+    on all."""
+    from ..io import RasterSource
+
+    return agreed(lambda: RasterSource(path, bands), scope)

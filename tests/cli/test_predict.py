@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -142,13 +141,12 @@ def test_two_processes_write_the_labels_of_one_and_report_a_scene_that_breaks_ha
 
 
 def test_a_forward_pass_failing_on_one_process_stops_every_process_at_once(model_dirs, tmp_path):
+    # The collective timeout is an hour and the launch is given far less: had the healthy process waited
+    # for its peer in a collective, `run_cli` would time out (TimeoutExpired) instead of returning.
     out = tmp_path / "labels.tif"
     args = ["predict", str(RGB), "-o", str(out), "--model", str(model_dirs[3]), "--timeout", "3600"]
-    started = time.monotonic()
-    done = run_cli(*args, processes=2, module="tests.cli.failing_forward", timeout=900)
-    elapsed = time.monotonic() - started
+    done = run_cli(*args, processes=2, module="tests.cli.failing_forward", timeout=600)
     assert done.returncode != 0, done.stdout
-    assert elapsed < 600, f"took {elapsed:.0f} s: a process waited for the collective timeout"
     stderr = done.stderr
     assert "process 1: " in stderr and "RGB.byte.tif: the forward pass failed: out of memory" in stderr, (
         stderr

@@ -1,0 +1,103 @@
+"""The files of one predicted scene: label GeoTIFF, optional probabilities and colour preview, all atomic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SceneWriter"]
+
+
+class SceneWriter:
+    """A `PredictionSink` (rank 0) that writes one scene's outputs and makes them visible together.
+
+    The label raster and the probability raster are written window by window into temporary files
+    (`rest_hf.io.LabelWriter` / `ProbabilityWriter`: the input's CRS, transform and size, nodata, the class
+    colour table and names of `config`); `commit()` renames them into place and then renders the preview from
+    the finished label raster (decimated, so no full-size copy is held); `abort()` leaves nothing behind.
+
+    Args:
+        like: The input (`RasterSource`, `GeoReference`): size and georeferencing of the outputs.
+        config: The model's config (`num_labels`, `id2label`, `palette`).
+        labels: Label GeoTIFF path.
+        probabilities: Probability GeoTIFF path, or None.
+        preview: PNG path, or None.
+        overwrite: Replace existing outputs (otherwise refused before any work).
+        cog: Write Cloud-Optimized GeoTIFFs.
+        probabilities_dtype: `"float32"` or `"float16"` (float32 where GDAL cannot write Float16).
+        preview_size: Longest side of the preview in px (0: full size).
+    """
+
+    def __init__(
+        self,
+        like: Any,
+        config: Any,
+        labels: Path,
+        probabilities: Path | None = None,
+        preview: Path | None = None,
+        *,
+        overwrite: bool = False,
+        cog: bool = False,
+        probabilities_dtype: str = "float32",
+        preview_size: int = 4096,
+    ) -> None:
+        from ..io import LabelWriter, ProbabilityWriter
+
+        self.config, self.preview, self.preview_size, self.overwrite = (
+            config,
+            preview,
+            preview_size,
+            overwrite,
+        )
+        self.committed: list[Path] = []
+        self.probabilities = None
+        common = dict(id2label=config.id2label, overwrite=overwrite, cog=cog)
+        self.labels = LabelWriter(labels, like, config.num_labels, palette=config.palette, **common)
+        try:
+            if probabilities is not None:
+                self.probabilities = ProbabilityWriter(
+                    probabilities, like, config.num_labels, dtype=probabilities_dtype, **common
+                )
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, top, left, labels, valid, probabilities) -> None:
+        self.labels.write(labels, top, left, valid_mask=valid)
+        if self.probabilities is not None and probabilities is not None:
+            self.probabilities.write(probabilities, top, left, valid_mask=valid)
+
+    def commit(self) -> list[Path]:
+        """Make every output visible; if one fails, remove the ones already renamed into place."""
+        try:
+            self.committed.append(self.labels.commit())
+            if self.probabilities is not None:
+                self.committed.append(self.probabilities.commit())
+            if self.preview is not None:
+                self.committed.append(self._write_preview())
+        except BaseException:
+            self.abort()
+            for path in self.committed:
+                path.unlink(missing_ok=True)
+            raise
+        return self.committed
+
+    def _write_preview(self) -> Path:
+        import rasterio
+        from rasterio.enums import Resampling
+
+        from ..io import quiet_georeferencing, resolve_palette, write_preview_png
+
+        with quiet_georeferencing(), rasterio.open(self.labels.path) as ds:
+            longest = max(ds.height, ds.width)
+            scale = longest / self.preview_size if self.preview_size and longest > self.preview_size else 1.0
+            shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+            labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+        palette = resolve_palette(self.config.palette, self.config.num_labels)
+        return write_preview_png(labels, palette, self.preview, self.labels.nodata, overwrite=self.overwrite)
+
+    def abort(self) -> None:
+        """Discard every output not yet committed."""
+        for writer in (self.labels, self.probabilities):
+            if writer is not None:
+                writer.abort()
