@@ -26,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "bands of rows (any scene size). Prints a table per class and writes JSON with the keys of the "
             "evaluate library's mean_iou metric."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("predictions", nargs="+", metavar="PRED", help="predicted label rasters")
     parser.add_argument(
@@ -42,10 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", help="take the number of classes and their names from this model's config")
     parser.add_argument(
-        "--ignore-index", type=int, default=255, help="reference value that is not counted (-1: none)"
+        "--ignore-index",
+        type=int,
+        default=255,
+        help="reference value that is not counted, -1: none (default: 255)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
-    parser.add_argument("--block", type=int, default=1024, help="rows read at a time")
+    parser.add_argument("--block", type=int, default=1024, help="rows read at a time (default: 1024)")
     parser.set_defaults(func=run)
 
 

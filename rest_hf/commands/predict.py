@@ -34,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "...`, where each scene is split over the processes (exact: the labels do not depend on the number "
             "of processes). Outputs are written to temporary files and renamed when complete."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="scene rasters (GeoTIFF, PNG, JPEG, ...)")
     parser.add_argument(
@@ -50,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=MODES,
         default="holistic",
         help="holistic: the whole scene at once (REST); windowed: large windows, each whole-scene, blended; "
-        "sliding: the classic overlapping-crop baseline",
+        "sliding: the classic overlapping-crop baseline (default: holistic)",
     )
     parser.add_argument(
         "--window",
@@ -75,7 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default <labels>_probs.tif",
     )
     parser.add_argument(
-        "--probabilities-dtype", choices=("float32", "float16"), default="float32", help="probability storage"
+        "--probabilities-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="probability storage (default: float32)",
     )
     parser.add_argument(
         "--preview",
@@ -85,25 +87,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write a colour PNG of the labels; PATH: file (one input) or folder; default <labels>_preview.png",
     )
     parser.add_argument(
-        "--preview-size", type=int, default=4096, help="longest side of the preview in px (0: full size)"
+        "--preview-size",
+        type=int,
+        default=4096,
+        help="longest side of the preview in px, 0: full size (default: 4096)",
     )
     parser.add_argument("--cog", action="store_true", help="write Cloud-Optimized GeoTIFFs")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N (default: auto)"
+    )
     parser.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
-        help="autocast precision of the forward pass (bfloat16/float16: mainly for GPUs)",
+        help="autocast precision of the forward pass; bfloat16/float16 mainly for GPUs (default: float32)",
     )
     parser.add_argument(
         "--spatial-mode",
         choices=("exact", "regional"),
         default="exact",
-        help="exact: P processes give the labels of one; regional: the original REST checkpoints' behaviour",
+        help="exact: P processes give the labels of one; regional: the original REST checkpoints' behaviour "
+        "(default: exact)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=1800, help="seconds a process waits for the others before failing"
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds a process waits for the others before failing (default: 1800)",
     )
     parser.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
