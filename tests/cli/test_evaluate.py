@@ -10,7 +10,7 @@ import pytest
 from rest_hf.cli import main
 from rest_hf.io import LabelWriter
 
-from .test_predict import run_cli
+from .helpers import run_cli
 
 pytest.importorskip("rasterio")
 

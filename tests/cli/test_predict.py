@@ -6,10 +6,7 @@ each launch costs a few seconds, so the error cases that need no new process cal
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,30 +16,17 @@ from rest_hf.cli import main
 from tests.conftest import SAMPLE_DIR
 from tests.inference.helpers import CLASS_NAMES, corrupt_blocks_from_row, save_model, synthetic_scene
 
+from .helpers import run_cli
+
 rasterio = pytest.importorskip("rasterio")
 
 RGB = SAMPLE_DIR / "RGB.byte.tif"
-TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 def need_samples(*names: str) -> None:
     for name in names:
         if not (SAMPLE_DIR / name).exists():
             pytest.skip(f"sample raster {SAMPLE_DIR / name} is not available")
-
-
-def run_cli(
-    *args: str, processes: int = 1, timeout: float = 300, module: str = "rest_hf"
-) -> subprocess.CompletedProcess:
-    """`python -m rest_hf ARGS`, or under `torchrun --standalone` (a free port) with several processes."""
-    if processes == 1:
-        command = [sys.executable, "-m", module, *args]
-    else:
-        if not TORCHRUN.exists():
-            pytest.skip(f"torchrun is not installed next to {sys.executable}")
-        command = [str(TORCHRUN), "--standalone", "--nproc_per_node", str(processes), "-m", module, *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
