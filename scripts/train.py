@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         world_size=accelerator.num_processes,
         grid=config.grid,
         dp_size=ctx.dp_size,
+        # Memory before the first step (libraries, model, optimizer): the training's own cost is the difference.
+        start_memory_mb_per_process=all_gather_objects(round(peak_memory_mb(accelerator.device), 1)),
     )
 
     # --------------------------------------------------------------------------------------------- loop

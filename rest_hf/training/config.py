@@ -241,6 +241,7 @@ def parse_train_config(argv: Sequence[str] | None = None) -> TrainConfig:
     if argv and not argv[0].startswith("-"):
         values = load_yaml_config(argv.pop(0))
         parser.set_defaults(**values)
+    parser.set_defaults(**_empty_lists(argv))
     config, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise ValueError(
@@ -248,6 +249,19 @@ def parse_train_config(argv: Sequence[str] | None = None) -> TrainConfig:
             f"({', '.join(config_fields())}), see --help"
         )
     return config
+
+
+def _empty_lists(argv: list[str]) -> dict[str, list]:
+    """Take ``--LIST_FIELD []`` out of `argv` (argparse's ``nargs="+"`` cannot express an empty list), e.g.
+    ``--interaction_stages []`` for the crop baseline; returns those fields as empty lists."""
+    lists = {f.name for f in dataclasses.fields(TrainConfig) if "list" in str(f.type)}
+    empty = {}
+    for index in range(len(argv) - 2, -1, -1):
+        name = argv[index].lstrip("-").replace("-", "_")
+        if argv[index].startswith("--") and name in lists and argv[index + 1] == "[]":
+            empty[name] = []
+            del argv[index : index + 2]
+    return empty
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class RunData:
     val_sizes: list[tuple[int, int]]
 
 
-def _scene_sizes(records: Sequence[SceneRecord], info: DatasetInfo) -> list[tuple[int, int]]:
+def scene_sizes(records: Sequence[SceneRecord], info: DatasetInfo) -> list[tuple[int, int]]:
+    """(height, width) of every scene, from the file headers."""
     sizes = []
     for record in records:
         with open_raster(record.image, info.bands, info.mask_alpha) as source:
@@ -79,7 +80,7 @@ def load_run_data(config: TrainConfig) -> RunData:
         stats = None
         if info.image_mean is None or info.image_std is None:
             stats = compute_band_statistics(train, info, seed=config.seed)
-        return train, _scene_sizes(train, info), val, _scene_sizes(val, info), stats
+        return train, scene_sizes(train, info), val, scene_sizes(val, info), stats
 
     train, train_sizes, val, val_sizes, stats = run_on_main(check)
     info = dataset_info(layout, root, train_split)
@@ -262,5 +263,6 @@ __all__ = [
     "check_grid_fits",
     "check_training_samples",
     "load_run_data",
+    "scene_sizes",
     "smallest_split",
 ]

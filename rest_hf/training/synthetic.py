@@ -5,10 +5,10 @@ Two tasks, both written as georeferenced GeoTIFFs under ``ROOT/{train,val}/{imag
 
 - `shapes`: rectangles on a noisy background; a rectangle's class is its colour (reddish or bluish). Every
   pixel's class is visible within a few pixels, so a tiny model learns it from small crops in minutes.
-- `context`: one large textured region, identical for both region classes, and a small marker in a random
-  corner of the scene whose colour (red or green) decides the region's class. Inside the region nothing local
-  tells the classes apart: only a model that sees the marker, i.e. the whole scene, can be right. Crops that
-  miss the marker leave a crop-trained model guessing (`scripts/bench_context.py`).
+- `context`: one large textured region, identical for both region classes, and a marker (a stripe along a
+  random edge of the scene) whose colour (red or green) decides the region's class. Inside the region nothing
+  local tells the classes apart: only a model that sees the marker, i.e. the whole scene, can be right. Crops
+  that miss the marker leave a crop-trained model guessing (`scripts/bench_context.py`).
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ def shapes_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
 
 
 def context_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image, labels) of the `context` task: the corner marker's colour sets the large region's class."""
+    """(image, labels) of the `context` task: a coloured stripe along one edge of the scene (the marker) sets the
+    class of a large textured region in the middle, which looks the same for both classes."""
     image, labels = _background(rng, size), np.zeros((size, size), np.uint8)
     marker = max(4, size // 10)
-    margin = marker + size // 16
+    margin = marker + size // 8
     h, w = rng.integers(size // 3, size // 2, 2)
     top = rng.integers(margin, size - margin - h + 1)
     left = rng.integers(margin, size - margin - w + 1)
@@ -76,10 +77,11 @@ def context_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     image[:, top : top + h, left : left + w] = stripes[None] + rng.normal(0, 10, (3, h, w))
     cls = int(rng.integers(1, 3))
     labels[top : top + h, left : left + w] = cls
-    colour = np.array([230, 40, 40] if cls == 1 else [40, 220, 60], np.float64)
-    row = 0 if rng.random() < 0.5 else size - marker
-    col = 0 if rng.random() < 0.5 else size - marker
-    image[:, row : row + marker, col : col + marker] = colour[:, None, None]
+    colour = np.array([230, 40, 40] if cls == 1 else [40, 220, 60], np.float64)[:, None, None]
+    edge = int(rng.integers(0, 4))  # top, bottom, left, right
+    rows = slice(0, marker) if edge == 0 else slice(size - marker, size) if edge == 1 else slice(None)
+    cols = slice(0, marker) if edge == 2 else slice(size - marker, size) if edge == 3 else slice(None)
+    image[:, rows, cols] = colour
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 

@@ -37,6 +37,9 @@ def test_list_bool_and_none_overrides(tmp_path):
     assert config.activation_checkpointing is True
     assert config.crop_shape is None
     assert parse_train_config([path, "--crop_size", "64x128"]).crop_shape == (64, 128)
+    assert (
+        parse_train_config([path, "--interaction-stages", "[]", "--max_steps", "2"]).interaction_stages == []
+    )
 
 
 def test_config_without_yaml_file():
