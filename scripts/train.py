@@ -133,10 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------------------------------- resume
     run_on_main(lambda: remove_partial_writes(output_dir))
     resume_from = run_on_main(lambda: find_resume_checkpoint(output_dir, config.resume))
-    step, best, last_metrics = 0, {"mean_iou": None, "step": None}, None
+    # `last_eval`: the latest validation (metrics_to_json), shown on the model cards.
+    step, best, last_eval = 0, {"mean_iou": None, "step": None}, None
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from)
-        step, best = int(state["step"]), state["best"]
+        step, best, last_eval = int(state["step"]), state["best"], state["last_eval"]
         sampler.load_state_dict(state["sampler"])
     log = RunLog(output_dir, enabled=is_main)
     if is_main:
@@ -193,30 +194,35 @@ def main(argv: list[str] | None = None) -> None:
 
         last_step = step == config.max_steps
         if val_loader is not None and ((config.eval_every and step % config.eval_every == 0) or last_step):
-            last_metrics = evaluate(
+            metrics = evaluate(
                 model, val_loader, info.num_labels, info.ignore_index, accelerator, info.id2label
             )
             set_train_mode(model, frozen)
-            log.write("eval", step, **metrics_to_json(last_metrics, info.id2label))
+            last_eval = metrics_to_json(metrics, info.id2label)
+            log.write("eval", step, **last_eval)
             if is_main:
                 progress.write(
-                    f"step {step}: validation mIoU {100 * last_metrics['mean_iou']:.2f}\n"
-                    + format_table(last_metrics, info.id2label)
+                    f"step {step}: validation mIoU {100 * metrics['mean_iou']:.2f}\n"
+                    + format_table(metrics, info.id2label)
                 )
-            if best["mean_iou"] is None or last_metrics["mean_iou"] > best["mean_iou"]:
-                best = {"mean_iou": last_metrics["mean_iou"], "step": step}
+            if best["mean_iou"] is None or metrics["mean_iou"] > best["mean_iou"]:
+                best = {"mean_iou": metrics["mean_iou"], "step": step}
                 save_model_folder(
                     output_dir / "best",
                     model,
                     processor,
                     info,
                     _notes(config, step, "best validation mIoU"),
-                    last_metrics,
+                    last_eval,
                     config.val_split or "val",
                     config.backbone_init or config.init_from,
                 )
         if (config.save_every and step % config.save_every == 0) or last_step:
-            state = {"sampler": SceneSampler.state_after(micro_batches[-1]), "best": best}
+            state = {
+                "sampler": SceneSampler.state_after(micro_batches[-1]),
+                "best": best,
+                "last_eval": last_eval,
+            }
             folder = save_training_state(
                 accelerator, output_dir, step, state, needed, config.keep_checkpoints
             )
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         processor,
         info,
         _notes(config, step, "final"),
-        last_metrics,
+        last_eval,
         config.val_split or "val",
         config.backbone_init or config.init_from,
     )

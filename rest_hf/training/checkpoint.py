@@ -158,11 +158,11 @@ def load_training_state(accelerator: Any, folder: str | Path) -> dict[str, Any]:
 
 
 def metrics_eval_results(metrics: Mapping[str, Any], info: DatasetInfo, split: str) -> list:
-    """`EvalResult`s for the model card: mIoU and per-class IoU in percent."""
+    """`EvalResult`s for the model card from `metrics_to_json`'s dict: mIoU and per-class IoU in percent."""
     per_class = {
         info.id2label[i]: 100.0 * float(v)
         for i, v in enumerate(metrics["per_category_iou"])
-        if v == v  # NaN: the class is absent from the split
+        if v is not None  # None: the class is absent from the split
     }
     name = info.title or info.name
     return segmentation_eval_results(name, 100.0 * metrics["mean_iou"], per_class, split=split)
@@ -179,7 +179,8 @@ def save_model_folder(
     base_model: str | None = None,
 ) -> Path:
     """Write a `save_pretrained` folder with image processor and model card (collective: the first process
-    writes, every process returns its path or raises its error).
+    writes, every process returns its path or raises its error). `metrics`: the validation as
+    `metrics_to_json` gives it, shown on the card.
 
     Raises:
         ValueError: when the disk is too full for one more copy of the weights.
@@ -188,7 +189,7 @@ def save_model_folder(
 
     def write() -> Path:
         check_free_space(folder.parent, model_bytes(model), f"the model folder {folder.name}")
-        has_results = metrics is not None and metrics["mean_iou"] == metrics["mean_iou"]  # not NaN
+        has_results = metrics is not None and metrics.get("mean_iou") is not None
         card = render_model_card(
             model.config,
             eval_results=metrics_eval_results(metrics, info, split) if has_results else None,
