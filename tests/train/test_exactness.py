@@ -104,3 +104,22 @@ def test_activation_checkpointing_leaves_one_process_training_unchanged():
     assert losses == pytest.approx(plain_losses, rel=1e-6)
     for name, tensor in plain.items():
         torch.testing.assert_close(weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_gradient_accumulation_steps_the_optimizer_once_per_accumulated_batch():
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+    model = tiny_model().train()
+    optimizer = build_optimizer(model, learning_rate=LEARNING_RATE, weight_decay=0.01)
+    scheduler = build_scheduler(optimizer, max_steps=10, warmup_steps=2, warmup_ratio=0.1)
+    optimizer = accelerator.prepare(optimizer)
+    batches = [
+        {"pixel_values": pixels, "labels": labels, "sample_size": (HEIGHT, WIDTH)}
+        for pixels, labels in scenes()
+    ]
+    before = model.decode_head.classifier.weight.detach().clone()
+    result = train_step(model, batches[:2], SpatialContext.trivial(), optimizer, scheduler, accelerator)
+    assert scheduler.last_epoch == 1 and result.samples == 2 * BATCH
+    assert not torch.equal(model.decode_head.classifier.weight, before)
+    assert all(p.grad is None for p in model.parameters()), "gradients are cleared after the step"
+    with pytest.raises(ValueError, match="got 1 micro-batches for gradient_accumulation_steps=2"):
+        train_step(model, batches[:1], SpatialContext.trivial(), optimizer, scheduler, accelerator)
