@@ -20,6 +20,7 @@ from ..models.modeling_rest import RestBilinearResize
 from .comm import all_reduce_sum, halo_exchange
 from .context import SpatialContext
 from .geometry import gather_layout
+from .partition import TilePartition
 
 
 class SpatialMixin:
@@ -175,7 +176,9 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
             padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
 
-    def _axis_plan(self, source, target, axis: int):
+    def _axis_plan(
+        self, source: TilePartition, target: TilePartition, axis: int
+    ) -> tuple[tuple[int, int], torch.Tensor, torch.Tensor, int]:
         """Halo (before, after) every rank uses on this axis, and this rank's local indices and weights."""
         edges_in = source.row_edges if axis == 0 else source.col_edges
         edges_out = target.row_edges if axis == 0 else target.col_edges
