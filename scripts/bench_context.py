@@ -89,6 +89,7 @@ def accuracy_table(args: argparse.Namespace, out: Path) -> tuple[str, list[dict]
     common += f"--augment none --learning_rate {args.lr} --warmup_steps 20"
     crops = f"--crop_size {args.crop} --eval_window {args.crop} --batch_size {args.batch * (args.size // args.crop) ** 2}"
     scenes = f"--crop_size {args.size} --batch_size {args.batch}"
+    whole = f"whole {args.size} px scenes"
     # (name, trained on, evaluated on, options): the same steps and pixels per step for every model.
     runs = [
         (
@@ -97,52 +98,46 @@ def accuracy_table(args: argparse.Namespace, out: Path) -> tuple[str, list[dict]
             f"{args.crop} px windows",
             f"--interaction_stages [] {crops}",
         ),
-        (
-            "UperNet, no interaction",
-            f"whole {args.size} px scenes",
-            "whole scenes",
-            f"--interaction_stages [] {scenes}",
-        ),
-        ("REST", f"whole {args.size} px scenes", "whole scenes", scenes),
+        ("crop baseline", f"{args.crop} px crops", "whole scenes", None),  # the same models, whole scenes
+        ("UperNet, no interaction", whole, "whole scenes", f"--interaction_stages [] {scenes}"),
+        ("REST", whole, "whole scenes", scenes),
     ]
     rows = []
     for name, trained_on, evaluated_on, options in runs:
-        folder = out / name.split(",")[0].replace(" ", "-")
-        seconds = train(folder, data, 1, args.threads, *common.split(), *options.split())
-        final = records(folder, "eval")[-1]
-        iou = final["per_category_iou"]
+        results, seconds = [], []
+        for seed in args.seeds:
+            folder = out / f"{name.split(',')[0].replace(' ', '-')}-seed{seed}"
+            if options is None:  # is it the crops it learnt from, or the windows it sees at inference?
+                metrics = evaluate_whole_scenes(folder / "final", data)
+                results.append((metrics["mean_iou"], [float(v) for v in metrics["per_category_iou"]]))
+                continue
+            seconds.append(
+                train(folder, data, 1, args.threads, *common.split(), *options.split(), "--seed", str(seed))
+            )
+            final = records(folder, "eval")[-1]
+            results.append((final["mean_iou"], final["per_category_iou"]))
+        mious = [m for m, _ in results]
         rows.append(
             dict(
                 model=name,
                 trained_on=trained_on,
                 evaluated_on=evaluated_on,
-                miou=final["mean_iou"],
-                iou=iou,
-                seconds=seconds,
+                miou=mious,
+                iou=[sum(c) / len(c) for c in zip(*(i for _, i in results), strict=True)],
+                minutes=sum(seconds) / len(seconds) / 60 if seconds else None,
             )
         )
-        if name == "crop baseline":  # is it the crops it learnt from, or the windows it sees at inference?
-            whole = evaluate_whole_scenes(folder / "final", data)
-            iou = [float(v) for v in whole["per_category_iou"]]
-            rows.append(
-                dict(
-                    model=name,
-                    trained_on=trained_on,
-                    evaluated_on="whole scenes",
-                    miou=whole["mean_iou"],
-                    iou=iou,
-                    seconds=None,
-                )
-            )
     lines = [
-        "| model | trained on | evaluated on | mIoU | IoU background | IoU region red | IoU region green | training time |",
+        "| model | trained on | evaluated on | mIoU mean (min-max) | IoU background | IoU region red | "
+        "IoU region green | training time |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        minutes = "" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
+        miou = f"{pct(sum(r['miou']) / len(r['miou']))} ({pct(min(r['miou']))}-{pct(max(r['miou']))})"
         ious = " | ".join(pct(v) for v in r["iou"])
+        minutes = "" if r["minutes"] is None else f"{r['minutes']:.1f} min"
         lines.append(
-            f"| {r['model']} | {r['trained_on']} | {r['evaluated_on']} | {pct(r['miou'])} | {ious} | {minutes} |"
+            f"| {r['model']} | {r['trained_on']} | {r['evaluated_on']} | {miou} | {ious} | {minutes} |"
         )
     return "\n".join(lines), rows
 
@@ -199,7 +194,10 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=4, help="REST scenes per step (the baseline gets as many pixels)"
     )
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps of each model")
+    parser.add_argument("--steps", type=int, default=400, help="optimizer steps of each model")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of each model"
+    )
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of both models")
     parser.add_argument("--train-scenes", type=int, default=64)
     parser.add_argument("--val-scenes", type=int, default=16)
@@ -216,7 +214,7 @@ def main() -> None:
     if not args.skip_accuracy:
         table, results["accuracy"] = accuracy_table(args, out)
         report += [
-            f"Accuracy ({args.model}, {args.steps} steps, {args.size} px scenes, lr {args.lr:g}):",
+            f"Accuracy ({args.model}, {args.steps} steps, {args.size} px scenes, lr {args.lr:g}, seeds {args.seeds}):",
             "",
             table,
             "",
