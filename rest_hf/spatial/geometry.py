@@ -12,28 +12,43 @@ from .context import SpatialContext
 from .partition import TilePartition
 
 
-def gather_layout(ctx: SpatialContext, height: int, width: int, what: str = "feature map") -> TilePartition:
-    """Partition of a (…, H, W) map split over `ctx.grid`, from every rank's local (height, width).
+def gather_layouts(
+    ctx: SpatialContext, shapes: list[tuple[int, int]], whats: list[str]
+) -> list[TilePartition]:
+    """Partitions of several split maps from every rank's local (height, width) of each, in one all-gather.
 
     Args:
         ctx: The spatial context.
-        height: This rank's tile height.
-        width: This rank's tile width.
-        what: Name used in error messages.
+        shapes: This rank's (height, width) tile of each map.
+        whats: Name of each map, used in error messages.
 
     Returns:
-        The `TilePartition` of the whole map (global size, edges, this rank's coordinate).
+        One `TilePartition` per map (global size, edges, this rank's coordinate).
 
     Raises:
         ValueError: (on every rank alike) if the tiles of a grid row differ in height or the tiles of a grid
             column differ in width: they do not form one scene.
     """
-    rows, cols = ctx.grid
     if ctx.size == 1:
-        return TilePartition(
-            height=height, width=width, grid=(1, 1), row_edges=(0, height), col_edges=(0, width), ctx=ctx
-        )
-    sizes = gather_ints([height, width], ctx)
+        return [
+            TilePartition(height=h, width=w, grid=(1, 1), row_edges=(0, h), col_edges=(0, w), ctx=ctx)
+            for h, w in shapes
+        ]
+    everyone = gather_ints([v for shape in shapes for v in shape], ctx)
+    return [
+        _layout_from_sizes(ctx, [(sizes[2 * i], sizes[2 * i + 1]) for sizes in everyone], what)
+        for i, what in enumerate(whats)
+    ]
+
+
+def gather_layout(ctx: SpatialContext, height: int, width: int, what: str = "feature map") -> TilePartition:
+    """Partition of one (…, H, W) map split over `ctx.grid` (see `gather_layouts`)."""
+    return gather_layouts(ctx, [(height, width)], [what])[0]
+
+
+def _layout_from_sizes(ctx: SpatialContext, sizes: list[tuple[int, int]], what: str) -> TilePartition:
+    """The partition whose tile of spatial rank r has size `sizes[r]`, checked to form one scene."""
+    rows, cols = ctx.grid
     heights = [[sizes[r * cols + c][0] for c in range(cols)] for r in range(rows)]
     widths = [[sizes[r * cols + c][1] for r in range(rows)] for c in range(cols)]
     for r, row in enumerate(heights):

@@ -19,7 +19,7 @@ from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2GRN
 from ..models.modeling_rest import RestBilinearResize
 from .comm import all_reduce_sum, halo_exchange
 from .context import SpatialContext
-from .geometry import gather_layout
+from .geometry import gather_layout, gather_layouts
 from .partition import TilePartition
 
 
@@ -167,8 +167,9 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        source = gather_layout(self.ctx, *hidden_state.shape[2:], what="resize input")
-        target = gather_layout(self.ctx, *size, what="resize output")
+        source, target = gather_layouts(
+            self.ctx, [tuple(hidden_state.shape[2:]), tuple(size)], ["resize input", "resize output"]
+        )
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
