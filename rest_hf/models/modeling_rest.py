@@ -283,6 +283,17 @@ class RestSegmentationLoss(nn.Module):
         return self.reduce(loss_sum, valid_count)
 
 
+_CPU_ALIGNMENT_BYTES = 64
+
+
+def _align_cpu_storage(module: nn.Module) -> None:
+    """Copies each CPU parameter and buffer whose data is not 64-byte aligned into fresh (aligned) memory."""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.device.type == "cpu" and tensor.data_ptr() % _CPU_ALIGNMENT_BYTES:
+                tensor.data = tensor.data.clone()
+
+
 class RestPreTrainedModel(PreTrainedModel):
     config_class = RestConfig
     config: RestConfig
@@ -291,6 +302,21 @@ class RestPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules: list[str] = []
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then every CPU weight moved to 64-byte aligned memory.
+
+        transformers >= 5.24 hands out loaded weights as views into the checkpoint's buffer, most of them a few
+        bytes past a 64-byte boundary. oneDNN then picks other convolution kernels, whose sums round differently
+        (about 1e-9 in fp32): the loaded model would not compute bit for bit what the saved one did, so an
+        evaluation during training and a later `rest-hf predict` of the same weights would disagree. One copy of
+        each misaligned weight (what any first optimizer step or `.to()` would do anyway) restores that.
+        """
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        _align_cpu_storage(model)
+        return loaded
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
