@@ -51,7 +51,6 @@ from rest_hf.training import (
     check_batch_size,
     check_free_space,
     checkpoint_bytes,
-    enable_activation_checkpointing,
     evaluate,
     find_resume_checkpoint,
     freeze,
@@ -103,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     model.to(accelerator.device)
     parallelize_spatial(model, ctx, mode=config.spatial_mode)
     if config.activation_checkpointing:
-        enable_activation_checkpointing(model)
+        # transformers' mechanism: every backbone block and interaction layer is a GradientCheckpointingLayer.
+        model.gradient_checkpointing_enable()
     alignment, min_tile = model.config.spatial_alignment, spatial_min_tile(model.config)
     train_loader, sampler, val_loader = build_loaders(config, data, processor, ctx, alignment, min_tile)
     # Stochastic depth must drop the same samples on every process of a spatial group (they hold parts of the

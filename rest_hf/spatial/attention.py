@@ -33,6 +33,14 @@ class SpatialGlobalAttention(SpatialMixin, RestGlobalAttention):
         value = all_gather_uneven(value, self.ctx, dim=2)
         return F.scaled_dot_product_attention(query, key, value)
 
+    def attention_weights(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        if self.ctx.size == 1:
+            return super().attention_weights(query, key)
+        raise ValueError(
+            "output_attentions=True is not supported on a split scene: the interaction layers' weights span every "
+            "tile; run the scene in one process to get them, or call the model without output_attentions"
+        )
+
     def extra_repr(self) -> str:
         mode = "ulysses" if self.num_heads % self.ctx.size == 0 else "all-gather kv"
         return f"heads={self.num_heads}, grid={self.ctx.grid}, {mode}"

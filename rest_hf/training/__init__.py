@@ -1,7 +1,7 @@
 """Holistic training: the pieces `scripts/train.py` is built from (importable, so tests run the same code).
 
 - `config`: `TrainConfig` and `parse_train_config` (YAML + `--name value` overrides).
-- `build`: the model (preset, folder, or a baseline plus interaction layers), activation checkpointing.
+- `build`: the model (preset, folder, or a baseline plus interaction layers).
 - `data`: datasets and loaders of a run, up-front checks (layout, grid vs crop, batch size).
 - `optim`: AdamW parameter groups, warm-up + polynomial schedule, frozen stages.
 - `step`: one optimizer step with the spatial gradient rule.
@@ -10,7 +10,7 @@
 - `logs`: metrics.jsonl, TensorBoard, peak memory. `synthetic`: demo datasets.
 """
 
-from .build import build_image_processor, build_model, enable_activation_checkpointing, init_from_baseline
+from .build import build_image_processor, build_model, init_from_baseline
 from .checkpoint import (
     check_free_space,
     checkpoint_bytes,
@@ -53,7 +53,6 @@ __all__ = [
     "check_free_space",
     "checkpoint_bytes",
     "complete_checkpoints",
-    "enable_activation_checkpointing",
     "evaluate",
     "find_resume_checkpoint",
     "freeze",

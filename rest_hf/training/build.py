@@ -9,18 +9,14 @@ folder (another backbone, another class count) fails before training instead of 
 from __future__ import annotations
 
 import contextlib
-import types
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..data import DatasetInfo
 from ..loading import load_config, load_image_processor, load_model
 from ..models import PRESETS, RestConfig, RestForSemanticSegmentation, RestImageProcessor
-from ..models.modeling_rest import RestInteractionLayer
 
 INTERACTION_PREFIX = "interaction_layers."
 
@@ -188,41 +184,10 @@ def build_image_processor(source: str | None, config: RestConfig, info: DatasetI
     return RestImageProcessor(**info.processor_kwargs())
 
 
-def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    # `type(self).forward` is looked up at call time, so this survives parallelize_spatial's class swaps.
-    forward = type(self).forward
-    if self.training and torch.is_grad_enabled():
-        return checkpoint(forward, self, *args, use_reentrant=False, **kwargs)
-    return forward(self, *args, **kwargs)
-
-
-CHECKPOINTED_BLOCKS = ("SwinLayer", "ConvNextLayer", "ConvNextV2Layer")
-
-
-def enable_activation_checkpointing(model: RestForSemanticSegmentation) -> int:
-    """Recompute every backbone block and interaction layer in backward instead of storing its activations.
-
-    Exact: recomputation repeats the same operations on the same inputs with the RNG state restored
-    (`torch.utils.checkpoint`), and every process recomputes the same blocks in the same order, so the
-    communication inside a recomputed block (halo exchange, distributed roll, all-to-all) pairs up as in the
-    forward pass. `tests/train/test_exactness.py` checks the weights after training with it.
-
-    Returns the number of checkpointed modules.
-    """
-    count = 0
-    for module in model.modules():
-        is_block = any(cls.__name__ in CHECKPOINTED_BLOCKS for cls in type(module).__mro__)
-        if is_block or isinstance(module, RestInteractionLayer):
-            module.forward = types.MethodType(_checkpointed_forward, module)
-            count += 1
-    return count
-
-
 __all__ = [
     "build_image_processor",
     "build_model",
     "check_model_fits_dataset",
-    "enable_activation_checkpointing",
     "init_from_baseline",
     "load_backbone_weights",
 ]

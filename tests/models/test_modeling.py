@@ -54,9 +54,8 @@ def test_loss_is_mean_cross_entropy_over_valid_pixels_plus_weighted_auxiliary(pr
     labels[0, :10] = 255
     out = model(pixels, labels=labels)
 
-    features = (
-        model._swin_features(pixels)[0] if preset == "tiny-swin" else model._convnext_features(pixels)[0]
-    )
+    encode = model._encode_swin if preset == "tiny-swin" else model._encode_convnext
+    features = encode(pixels, output_hidden_states=False, output_attentions=False).features
     aux_logits = F.interpolate(
         model.auxiliary_head(features), size=(64, 64), mode="bilinear", align_corners=False
     )
@@ -146,11 +145,16 @@ def test_interaction_layer_equals_multihead_attention_with_the_outer_residual():
         mha.in_proj_bias.copy_(layer.attention.in_proj.bias)
         mha.out_proj.weight.copy_(layer.attention.out_proj.weight)
         mha.out_proj.bias.copy_(layer.attention.out_proj.bias)
-    tokens = torch.randn(2, 50, 16, dtype=torch.float64)
+    feature_map = torch.randn(2, 16, 5, 10, dtype=torch.float64)
+    tokens = feature_map.flatten(2).transpose(1, 2)  # the 50 positions are the tokens
     normed = layer.layernorm_before(tokens)
-    attended = tokens + mha(normed, normed, normed, need_weights=False)[0]
+    attended, mha_weights = mha(normed, normed, normed, need_weights=True, average_attn_weights=False)
+    attended = tokens + attended
     inner = attended + layer.mlp.fc2(F.gelu(layer.mlp.fc1(layer.layernorm_after(attended))))
-    torch.testing.assert_close(layer(tokens), tokens + inner)
+    output, weights = layer(feature_map, output_attentions=True)
+    torch.testing.assert_close(output.flatten(2).transpose(1, 2), tokens + inner)
+    torch.testing.assert_close(weights, mha_weights)
+    assert layer(feature_map)[1] is None
 
 
 def test_interaction_attention_spans_every_token_of_the_scene():
@@ -161,8 +165,9 @@ def test_interaction_attention_spans_every_token_of_the_scene():
     for stages in ([0], []):
         model = tiny_model("tiny-swin", interaction_stages=stages)
         with torch.no_grad():
-            before = model(pixels, output_hidden_states=True).hidden_states[0]
-            after = model(changed, output_hidden_states=True).hidden_states[0]
+            # hidden_states[0] is the embedding output, [1] the first stage's output.
+            before = model(pixels, output_hidden_states=True).hidden_states[1]
+            after = model(changed, output_hidden_states=True).hidden_states[1]
         far_corner.append((before - after)[..., -4:, -4:].abs().max().item())
     # Stage 1 of Swin sees only its shifted windows: the far corner is out of reach without global attention.
     assert far_corner[1] == 0.0
@@ -178,8 +183,8 @@ def test_side_and_stream_placements_differ_only_in_what_deeper_stages_see(preset
     with torch.no_grad():
         side_out = side(pixels, output_hidden_states=True).hidden_states
         stream_out = stream(pixels, output_hidden_states=True).hidden_states
-    torch.testing.assert_close(side_out[0], stream_out[0])
-    assert not torch.allclose(side_out[1], stream_out[1])
+    torch.testing.assert_close(side_out[1], stream_out[1])
+    assert not torch.allclose(side_out[2], stream_out[2])
 
 
 def test_lwc_decoder_variant_adds_the_object_head_and_runs():

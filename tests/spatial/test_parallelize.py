@@ -145,7 +145,7 @@ def _per_tile_reference(model: RestForSemanticSegmentation, pixels: torch.Tensor
             for block in layer.blocks:
                 hidden[t] = block(hidden[t], dims[t], always_partition=True)[0]
         maps = [h.transpose(1, 2).reshape(h.shape[0], -1, *d) for h, d in zip(hidden, dims, strict=True)]
-        joined = model.interaction_layers[str(stage)].forward_map(torch.cat(maps, dim=3))
+        joined = model.interaction_layers[str(stage)](torch.cat(maps, dim=3))[0]
         widths = [m.shape[3] for m in maps]
         norm = model.backbone.hidden_states_norms[f"stage{stage + 1}"]
         for t, interacted in enumerate(joined.split(widths, dim=3)):

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 
 from rest_hf import RestConfig, RestForSemanticSegmentation
 from rest_hf.spatial import SpatialContext, parallelize_spatial, spatial_min_tile
-from rest_hf.training import build_optimizer, build_scheduler, enable_activation_checkpointing, train_step
+from rest_hf.training import build_optimizer, build_scheduler, train_step
 from tests.multiprocess import run_in_processes
 
 HEIGHT, WIDTH, BATCH, STEPS = 128, 192, 2, 3
@@ -51,7 +51,7 @@ def train(ctx: SpatialContext | None, accelerator: Accelerator, checkpointing: b
     if ctx is not None:
         parallelize_spatial(model, ctx)
     if checkpointing:
-        enable_activation_checkpointing(model)
+        model.gradient_checkpointing_enable()
     model.train()
     optimizer = build_optimizer(model, learning_rate=LEARNING_RATE, weight_decay=0.01)
     scheduler = build_scheduler(optimizer, max_steps=10, warmup_steps=2, warmup_ratio=0.1)
