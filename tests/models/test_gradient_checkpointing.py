@@ -144,3 +144,18 @@ def _checkpointed_split_step_matches_whole_scene(rank: int, world_size: int) -> 
 
 def test_checkpointing_on_a_split_scene_gives_the_whole_scene_gradients():
     run_in_processes(_checkpointed_split_step_matches_whole_scene, 2)
+
+
+def _split_scene_refuses_interaction_weights(rank: int, world_size: int) -> None:
+    ctx = SpatialContext.init(grid=(1, 2))
+    model = parallelize_spatial(tiny_rest("convnextv2", [1]).eval(), ctx)
+    part = ctx.partition(64, 230, model.config.spatial_alignment, spatial_min_tile(model.config))
+    pixels = part.local(torch.randn(1, 3, 64, 230, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        assert model(pixels).logits.shape[2:] == pixels.shape[2:]
+        with pytest.raises(ValueError, match="not supported on a split scene"):
+            model(pixels, output_attentions=True)
+
+
+def test_split_scene_refuses_interaction_attention_weights_on_every_rank():
+    run_in_processes(_split_scene_refuses_interaction_weights, 2)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import UperNetConfig, UperNetForSemanticSegmentation
 
+from rest_hf import RestForSemanticSegmentation
 from rest_hf.models.modeling_rest import RestGlobalAttention, RestSemanticSegmenterOutput
 from tests.models.tiny import BACKBONES, NUM_LABELS, VARIANT_IDS, VARIANTS, backbone_config, tiny_rest
 
@@ -165,6 +169,16 @@ def test_forward_takes_transformers_keyword_arguments(name):
         assert torch.equal(model(PIXELS, return_dict=False)[0], plain)
 
 
-def test_base_model_is_the_backbone():
+def test_base_model_is_the_backbone_and_a_backbone_checkpoint_loads_into_it(tmp_path):
     model = tiny_rest("swin", [0])
     assert model.base_model is model.backbone
+    model.save_pretrained(tmp_path)
+    # Replace the weights by the backbone's alone, named as the backbone names them (no "backbone." prefix).
+    backbone_only = {k: v.contiguous() for k, v in model.backbone.state_dict().items()}
+    save_file(backbone_only, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded, info = RestForSemanticSegmentation.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["unexpected_keys"] and not any(k.startswith("backbone.") for k in info["missing_keys"])
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(loaded.backbone.state_dict()[name], tensor), name

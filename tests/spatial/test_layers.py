@@ -253,7 +253,7 @@ def _check_attention(ctx: SpatialContext) -> None:
             ctx,
             tokens,
             local(tokens),
-            lambda m, x: m(x),
+            lambda m, x: m(x)[0],
             local,
             local,
         )
