@@ -23,7 +23,6 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.convnext.modeling_convnext import ConvNextLayer
 from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2Layer
 from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import resolve_hidden_states_indices, selected_hidden_states
 
 from .configuration_rest import RestConfig
 
@@ -605,11 +604,15 @@ class RestForSemanticSegmentation(RestPreTrainedModel):
     def _select_hidden_states(
         self, hidden_states: list[torch.Tensor], output_hidden_states: bool | int | list[int]
     ) -> tuple[torch.Tensor | None, ...]:
-        """All hidden states, or (transformers 5.x) only those at the given indices, `None` elsewhere."""
-        selected = selected_hidden_states(output_hidden_states)
-        if selected is None:
+        """All hidden states (`True`), or only those at the given indices (transformers 5.x), `None` elsewhere.
+
+        Negative indices count from the end; indices out of range select nothing, as in transformers.
+        """
+        if isinstance(output_hidden_states, bool):
             return tuple(hidden_states)
-        keep = resolve_hidden_states_indices(self, selected, num_hidden_states=len(hidden_states))
+        indices = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+        count = len(hidden_states)
+        keep = {index % count for index in indices if -count <= index < count}
         return tuple(state if index in keep else None for index, state in enumerate(hidden_states))
 
     @can_return_tuple

@@ -70,13 +70,14 @@ def test_tuple_output_has_upernets_layout(name):
 
 
 @pytest.mark.parametrize(("name", "stages"), VARIANTS, ids=VARIANT_IDS)
-@pytest.mark.parametrize("selection", [[0, -1], [2], 3])
+@pytest.mark.parametrize("selection", [[0, -1], [2], 3, [1, 7]])
 def test_hidden_states_selected_by_index_are_none_elsewhere(name, stages, selection):
     model = tiny_rest(name, stages).eval()
     with torch.no_grad():
         everything = model(PIXELS, output_hidden_states=True).hidden_states
         selected = model(PIXELS, output_hidden_states=selection).hidden_states
-    wanted = {i % 5 for i in (selection if isinstance(selection, list) else [selection])}
+    # Negative indices count from the end; out of range ones (7) select nothing.
+    wanted = {i % 5 for i in (selection if isinstance(selection, list) else [selection]) if -5 <= i < 5}
     assert len(selected) == 5
     for index, state in enumerate(selected):
         if index in wanted:
