@@ -1,0 +1,62 @@
+"""Start the demo: `serve` (what `rest-hf demo` runs) and `serve_space` (what a rest_hf Space's app.py runs)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .models import ModelCatalog
+from .scenes import UploadLimits
+
+__all__ = ["serve", "serve_space"]
+
+LOCALHOST = "127.0.0.1"
+
+
+def serve(
+    catalog: ModelCatalog,
+    *,
+    host: str = LOCALHOST,
+    port: int = 7860,
+    limits: UploadLimits | None = None,
+    samples: dict[str, Path] | None = None,
+    device: str = "auto",
+    max_queue: int = 8,
+) -> None:
+    """Run the demo until interrupted, then remove its temporary files.
+
+    Binds `host` (127.0.0.1 unless told otherwise); never opens a public share link; no analytics, no
+    server-side rendering, no MCP server.
+    """
+    from .app import build_app
+
+    limits = limits or UploadLimits()
+    page, app = build_app(catalog, limits=limits, samples=samples, device=device, max_queue=max_queue)
+    try:
+        page.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            max_file_size=limits.max_bytes,
+            show_error=False,
+            ssr_mode=False,
+            mcp_server=False,
+            footer_links=[],
+        )
+    finally:
+        app.close()
+
+
+def serve_space(model_id: str, *, revision: str | None = None, extra_models: Sequence[str] = ()) -> None:
+    """The app of a rest_hf Space: `model_id` first (loaded from the Hub), on the port the Space gives.
+
+    Hugging Face Spaces set GRADIO_SERVER_NAME (0.0.0.0) and GRADIO_SERVER_PORT; elsewhere the app binds
+    127.0.0.1:7860. Typed Hub ids are not accepted: the Space serves its model (and the presets, for comparison).
+    """
+    catalog = ModelCatalog([model_id, *extra_models], allow_hub_ids=False, revision=revision)
+    serve(
+        catalog,
+        host=os.environ.get("GRADIO_SERVER_NAME", LOCALHOST),
+        port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    )
