@@ -166,7 +166,12 @@ class DemoApp:
             return self._use_scene(view, info, model_name, self.session_dir(request))
         except Exception as error:  # noqa: BLE001
             view.scene = None
-            return view, self._bands_update(None, model_name), _error(str(error).replace(str(path), path.name)), None
+            return (
+                view,
+                self._bands_update(None, model_name),
+                _error(str(error).replace(str(path), path.name)),
+                None,
+            )
 
     def on_model(self, model_name: str, view: SessionView):
         view = view or SessionView()

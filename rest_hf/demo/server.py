@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +35,10 @@ def serve(
 
     limits = limits or UploadLimits()
     page, app = build_app(catalog, limits=limits, samples=samples, device=device, max_queue=max_queue)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # A service manager (or a test) stops the demo with SIGTERM: stop like Ctrl+C, so the files go too.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         page.launch(
             server_name=host,
@@ -46,6 +52,12 @@ def serve(
         )
     finally:
         app.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve_space(model_id: str, *, revision: str | None = None, extra_models: Sequence[str] = ()) -> None:
