@@ -65,6 +65,7 @@ class ModelCatalog:
     Args:
         extra: Folders or Hub ids the operator chose (`--model`), offered before the defaults.
         allow_hub_ids: Whether a Hub id typed in the page may be loaded (downloaded through the Hub cache).
+        include_defaults: Also offer `default_model_names()`.
         revision: Hub revision for the operator's Hub ids.
         capacity: How many loaded models stay in memory.
     """

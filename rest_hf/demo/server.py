@@ -64,9 +64,14 @@ def serve_space(model_id: str, *, revision: str | None = None, extra_models: Seq
     """The app of a rest_hf Space: `model_id` first (loaded from the Hub), on the port the Space gives.
 
     Hugging Face Spaces set GRADIO_SERVER_NAME (0.0.0.0) and GRADIO_SERVER_PORT; elsewhere the app binds
-    127.0.0.1:7860. Typed Hub ids are not accepted: the Space serves its model (and the presets, for comparison).
+    127.0.0.1:7860. Typed Hub ids are not accepted and the random-weight presets are not offered: the Space
+    serves its model. The model is loaded before the page starts, so a Space that cannot load it fails at once
+    with that one-line reason in its logs.
     """
-    catalog = ModelCatalog([model_id, *extra_models], allow_hub_ids=False, revision=revision)
+    catalog = ModelCatalog(
+        [model_id, *extra_models], allow_hub_ids=False, include_defaults=False, revision=revision
+    )
+    catalog.get(model_id)
     serve(
         catalog,
         host=os.environ.get("GRADIO_SERVER_NAME", LOCALHOST),
