@@ -50,7 +50,9 @@ class SessionView:
     label_colours: Any = None
     label_valid: Any = None
     overlay: Path | None = None
-    files: list[Path] = field(default_factory=list)
+    files: list[Path] = field(
+        default_factory=list
+    )  # this session's outputs and pictures, replaced by the next
 
 
 def _error(message: str) -> str:
@@ -88,17 +90,25 @@ class DemoApp:
             self.samples[name] = Path(path)
 
     # ------------------------------------------------------------- sessions
-    def session_dir(self, request: gr.Request | None) -> Path:
+    def _session_path(self, request: gr.Request | None) -> Path:
         key = getattr(request, "session_hash", None) or "anonymous"
-        folder = self.sessions_dir / "".join(c for c in key if c.isalnum() or c in "-_")
+        return self.sessions_dir / "".join(c for c in key if c.isalnum() or c in "-_")
+
+    def session_dir(self, request: gr.Request | None) -> Path:
+        folder = self._session_path(request)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def end_session(self, request: gr.Request) -> None:
         """Gradio's `unload`: the session's folder goes."""
-        key = getattr(request, "session_hash", None)
-        if key:
-            shutil.rmtree(self.sessions_dir / "".join(c for c in key if c.isalnum() or c in "-_"), True)
+        shutil.rmtree(self._session_path(request), ignore_errors=True)
+
+    @staticmethod
+    def _forget(view: SessionView) -> None:
+        """Remove the previous scene's outputs and pictures (one set per session at a time)."""
+        for old in view.files:
+            old.unlink(missing_ok=True)
+        view.files = []
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -121,9 +131,13 @@ class DemoApp:
         )
 
     def _use_scene(self, view: SessionView, info: SceneInfo, model_name: str, folder: Path):
+        self._forget(view)
+        if view.scene is not None and view.scene.path.is_relative_to(folder):
+            shutil.rmtree(view.scene.path.parent, ignore_errors=True)  # the previous upload
         view.scene = info
         view.label_colours = view.label_valid = None
         picture = folder / f"scene_{uuid.uuid4().hex[:8]}.png"
+        view.files.append(picture)
         try:
             needed = self.catalog.get(model_name).num_channels
         except ValueError:
@@ -202,8 +216,7 @@ class DemoApp:
             loaded = self.catalog.get(model_name)
             chosen = chosen_bands(view.scene, bands, loaded.num_channels)
             folder = self.session_dir(request)
-            for old in view.files:
-                old.unlink(missing_ok=True)
+            self._forget(view)
             prediction = predict_scene(
                 loaded,
                 view.scene.path,
@@ -227,7 +240,9 @@ class DemoApp:
             overlay = self._overlay(view, opacity, folder)
         except Exception as error:  # noqa: BLE001 - every failure is one line in the page
             return (view, _error(str(error)), *empty)
-        view.files = [p for p in (prediction.labels_path, prediction.probabilities_path) if p is not None]
+        view.files = [scene_png, labels_png, prediction.labels_path]
+        if prediction.probabilities_path is not None:
+            view.files.append(prediction.probabilities_path)
         status = f"Done: {view.scene.name} segmented."
         return (
             view,

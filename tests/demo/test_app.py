@@ -36,12 +36,12 @@ def app(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
-def _upload(app, path, tmp_path, session="session1"):
+def _upload(app, path, tmp_path, session="session1", view=None):
     """Gradio puts an upload in a folder of its own; the app moves it into the session's folder."""
     staged = tmp_path / "gradio-upload" / path.name
     staged.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, staged)
-    return app.on_upload(str(staged), "tiny-swin", None, request(session))
+    return app.on_upload(str(staged), "tiny-swin", view, request(session))
 
 
 def test_a_scene_with_more_bands_than_the_model_needs_shows_the_band_selector(
@@ -66,6 +66,13 @@ def test_a_scene_with_more_bands_than_the_model_needs_shows_the_band_selector(
     )
     assert out[1] == "Done: four.tif segmented." and out[8] is None  # no probabilities asked for
     assert app.on_opacity(1.0, out[0], request()).endswith(".png")
+    labels = out[0].files[2]
+    assert labels.is_file()
+    view = _upload(app, SAMPLE_DIR / "RGB.byte.tif", tmp_path, view=out[0])[
+        0
+    ]  # replaces the old scene's files
+    assert not labels.exists() and not (app.sessions_dir / "session1" / "uploads" / "four.tif").exists()
+    assert len(list((app.sessions_dir / "session1" / "uploads").rglob("*.tif"))) == 1
     app.end_session(request())
     assert not (app.sessions_dir / "session1").exists()
 
