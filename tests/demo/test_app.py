@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,23 @@ def test_a_space_app_serves_its_model_from_the_hub_cache(tmp_path):
         assert model["props"]["allow_custom_value"] is False  # no typed Hub ids
     finally:
         stop(process)
+
+
+def test_serve_binds_localhost_never_shares_and_removes_its_files(monkeypatch, tmp_path):
+    import gradio as gr
+
+    from rest_hf.demo import ModelCatalog, UploadLimits, serve
+
+    seen = {}
+
+    def launch(page, **kwargs):
+        seen.update(kwargs, queue=page._queue.max_size, root=Path(os.environ["GRADIO_TEMP_DIR"]))
+        assert seen["root"].is_dir()
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    serve(ModelCatalog(), limits=UploadLimits(max_bytes=1234), max_queue=3)
+    assert (seen["server_name"], seen["server_port"], seen["share"]) == ("127.0.0.1", 7860, False)
+    assert seen["max_file_size"] == 1234 and seen["queue"] == 3
+    assert seen["root"].parent == tmp_path and not seen["root"].exists()
