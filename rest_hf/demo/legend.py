@@ -41,7 +41,7 @@ def run_summary(prediction: Prediction, model: str, mode: str, random_weights: b
     """One Markdown paragraph: scene size, valid pixels, time, peak memory, and what the labels mean."""
     lines = [
         f"**{prediction.width} x {prediction.height} px**, {prediction.valid_pixels:,} valid pixels, "
-        f"model `{model}`, {mode}: **{prediction.seconds:.2f} s**, peak memory "
+        f"model `{escape(model)}`, {mode}: **{prediction.seconds:.2f} s**, peak memory "
         f"**{prediction.peak_memory_bytes / 2**20:,.0f} MiB** ({prediction.memory_kind})."
     ]
     if random_weights:
