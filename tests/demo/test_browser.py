@@ -69,21 +69,24 @@ def test_demo_predicts_in_a_real_browser(tmp_path):
 
         driver.find_element(By.ID, "segment").click()
         _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#legend tr.legend-row"), "the legend")
-        assert _status(driver) == "Done: RGB.byte.tif segmented."
+        _wait(driver, lambda d: _status(d) == "Done: RGB.byte.tif segmented.", "the status line", timeout=30)
         rows = driver.find_elements(By.CSS_SELECTOR, "#legend tr.legend-row")
         config_classes = RestConfig.from_preset("tiny-swin").num_labels
         assert len(rows) == config_classes
         shares = [float(r.find_elements(By.TAG_NAME, "td")[2].text.rstrip(" %")) for r in rows]
         assert abs(sum(shares) - 100.0) < 0.1 * len(rows)
         assert all(r.find_elements(By.TAG_NAME, "td")[3].text.endswith(("km²", "ha")) for r in rows)
-        overlay = driver.find_element(By.CSS_SELECTOR, "#overlay img")
-        assert overlay.get_attribute("src") and driver.execute_script(
-            "return arguments[0].complete && arguments[0].naturalWidth", overlay
+        loaded = (
+            "const i = document.querySelector('#overlay img'); return !!i && i.complete && i.naturalWidth"
         )
+        _wait(driver, lambda d: d.execute_script(loaded), "the overlay picture", timeout=60)
         summary = driver.find_element(By.ID, "summary").text
         assert " s, peak memory " in summary and "MiB" in summary
 
-        link = driver.find_element(By.CSS_SELECTOR, "#labels-file a").get_attribute("href")
+        links = _wait(
+            driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#labels-file a"), "the download link", 60
+        )
+        link = links[0].get_attribute("href")
         download = tmp_path / "labels.tif"
         with urllib.request.urlopen(link, timeout=60) as response:
             download.write_bytes(response.read())
