@@ -1,5 +1,5 @@
-"""`rest-hf push MODEL_DIR REPO_ID`: upload a save_pretrained folder to the Hub in one commit, with model card
-and remote code."""
+"""`rest-hf push MODEL_DIR REPO_ID [--space ORG/NAME]`: upload a save_pretrained folder to the Hub in one commit,
+with model card and remote code; optionally a Gradio Space that serves it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", help="branch to commit to (created from main if missing)")
     parser.add_argument("--message", help="commit message (default: 'Upload rest_hf model')")
+    parser.add_argument(
+        "--space",
+        metavar="ORG/NAME",
+        help="also create (or update) a Gradio Space serving the model with rest_hf's demo; the model card "
+        "links to it",
+    )
     parser.set_defaults(func=run)
 
 
@@ -29,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..hub.errors import HubError
     from ..hub.models import push_model
+    from ..hub.space import push_space, space_url
 
+    if args.space is not None and args.space.count("/") != 1:
+        raise CommandError(f"--space {args.space!r} is not a Hub id; use the form org/name")
     try:
         info = push_model(
             args.model_dir,
@@ -37,8 +46,18 @@ def run(args: argparse.Namespace) -> int:
             private=args.private,
             revision=args.revision,
             commit_message=args.message,
+            space_id=args.space,
         )
     except HubError as error:
         raise CommandError(str(error)) from None
     print(f"pushed {args.model_dir} to {info.commit_url}")
+    if args.space is None:
+        return 0
+    try:
+        space = push_space(args.repo_id, args.space, revision=args.revision, private=args.private)
+    except HubError as error:
+        raise CommandError(
+            f"the model is pushed, but not the Space: {error}; run the same command again to retry"
+        ) from None
+    print(f"created the Space {space_url(args.space)} ({space.commit_url})")
     return 0

@@ -42,6 +42,14 @@ MEAN_IOU, CLASS_IOU = "mean_iou", "iou"
 _BACKBONE_NAMES = {"swin": "Swin Transformer", "convnext": "ConvNeXt", "convnextv2": "ConvNeXt V2"}
 
 
+def space_link(space_id: str) -> str:
+    """The card's paragraph that links to a Space serving the model (for cards written before the Space)."""
+    return (
+        f"**Try it in the browser:** the [{space_id} Space](https://huggingface.co/spaces/{space_id}) segments an\n"
+        "uploaded scene with this model and returns the georeferenced label GeoTIFF."
+    )
+
+
 def template_path(name: str) -> Path:
     """Path of a template in `model_cards/`, with an error that says how to get it when it is missing."""
     path = MODEL_CARDS_DIR / name
@@ -188,6 +196,7 @@ def render_model_card(
     image_processor: RestImageProcessor | None = None,
     license: str = "apache-2.0",
     training_dataset: str | None = None,
+    space_id: str | None = None,
 ) -> ModelCard:
     """Render the model card of a rest_hf model.
 
@@ -204,6 +213,7 @@ def render_model_card(
         license: SPDX-style license id of the weights.
         training_dataset: Name of a dataset snippet (`dataset_names()`) whose description and citation the card
             includes.
+        space_id: Hub id of a Space serving the model (`rest-hf push --space`); the card links to it.
     """
     eval_results = list(eval_results or [])
     image_processor = image_processor or default_image_processor(config)
@@ -273,6 +283,7 @@ def render_model_card(
         evaluation_sources=evaluation_sources,
         citation=REST_CITATION,
         dataset_citation=training["citation"] if training else None,
+        space_id=space_id,
     )
 
 
@@ -286,5 +297,6 @@ __all__ = [
     "default_image_processor",
     "render_model_card",
     "segmentation_eval_results",
+    "space_link",
     "template_path",
 ]

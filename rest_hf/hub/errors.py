@@ -50,7 +50,7 @@ def explain(
     error: Exception, *, action: str, repo_id: str, repo_type: str = "model", revision: str | None = None
 ) -> HubError:
     """Turn an error raised by huggingface_hub while doing `action` on `repo_id` into a one-line `HubError`."""
-    kind = "dataset" if repo_type == "dataset" else "model"
+    kind = repo_type if repo_type in ("dataset", "space") else "model"
     where = f"{kind} {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
     if isinstance(error, RevisionNotFoundError):
         hint = (

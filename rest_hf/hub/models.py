@@ -26,7 +26,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 
 from ..loading import load_config
 from ..models import RestConfig, RestForSemanticSegmentation, RestImageProcessor
-from .card import PLACEHOLDER_MODEL_ID, default_image_processor, render_model_card
+from .card import PLACEHOLDER_MODEL_ID, default_image_processor, render_model_card, space_link
 from .errors import HubError, explain, require_online, require_token
 
 CONFIG_NAME = "config.json"
@@ -114,13 +114,16 @@ def _json_bytes(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def hub_contents(model_dir: str | os.PathLike, model_id: str | None = None) -> dict[str, Path | bytes]:
+def hub_contents(
+    model_dir: str | os.PathLike, model_id: str | None = None, space_id: str | None = None
+) -> dict[str, Path | bytes]:
     """Path in the repository -> file (uploaded as it is) or bytes (generated) for a rest_hf model folder.
 
     Weights and an existing README.md are taken as they are (a card rendered without a model id gets `model_id` in
     its usage snippets); `config.json` and `preprocessor_config.json` get an `auto_map`; the model code is added; a
-    model card is rendered when the folder has none. Other files in the folder (logs, optimizer states, images)
-    are left out.
+    model card is rendered when the folder has none. With `space_id`, the card links to that Space (an existing
+    card gets the link after its title, unless it has it already). Other files in the folder (logs, optimizer
+    states, images) are left out.
     """
     path = Path(model_dir)
     config = validate_model_dir(path)
@@ -147,12 +150,12 @@ def hub_contents(model_dir: str | os.PathLike, model_id: str | None = None) -> d
     if card_file.is_file():
         text = card_file.read_text(encoding="utf-8")
         # A card rendered before the repository was known (e.g. by the converters) gets the id in its snippets.
-        if model_id and f'repo = "{PLACEHOLDER_MODEL_ID}"' in text:
-            contents[CARD_NAME] = _with_model_id(text, model_id).encode("utf-8")
-        else:
-            contents[CARD_NAME] = card_file
+        edited = _with_model_id(text, model_id) if model_id else text
+        if space_id and f"/spaces/{space_id})" not in edited:
+            edited = _with_space_link(edited, space_id)
+        contents[CARD_NAME] = edited.encode("utf-8") if edited != text else card_file
     else:
-        card = render_model_card(config, model_id=model_id, image_processor=processor)
+        card = render_model_card(config, model_id=model_id, image_processor=processor, space_id=space_id)
         contents[CARD_NAME] = str(card).encode("utf-8")
     return contents
 
@@ -162,6 +165,16 @@ def _with_model_id(card_text: str, model_id: str) -> str:
     return card_text.replace(f'repo = "{PLACEHOLDER_MODEL_ID}"', f'repo = "{model_id}"').replace(
         f"--model {PLACEHOLDER_MODEL_ID}", f"--model {model_id}"
     )
+
+
+def _with_space_link(card_text: str, space_id: str) -> str:
+    """The card with the Space's paragraph after its first `# ` title (at the end when it has none)."""
+    link = space_link(space_id)
+    lines = card_text.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("# "):
+            return "\n".join([*lines[: index + 1], "", link, *lines[index + 1 :]])
+    return card_text.rstrip("\n") + "\n\n" + link + "\n"
 
 
 def prepare_for_hub(
@@ -196,6 +209,7 @@ def push_model(
     token: str | None = None,
     commit_message: str | None = None,
     api: HfApi | None = None,
+    space_id: str | None = None,
 ) -> CommitInfo:
     """Upload a rest_hf `save_pretrained` folder to the Hub in one commit.
 
@@ -207,13 +221,14 @@ def push_model(
         token: A write token; defaults to HF_TOKEN or the token saved by `hf auth login`.
         commit_message: Defaults to "Upload rest_hf model".
         api: An `HfApi` to use (tests pass a recording fake).
+        space_id: A Space serving the model (`rest_hf.hub.space.push_space`); the model card links to it.
 
     Returns:
         The `CommitInfo` of the commit. Nothing is committed when any upload fails.
     """
     action = f"push {model_dir} to {repo_id}"
     require_online(action)
-    contents = hub_contents(model_dir, model_id=repo_id)
+    contents = hub_contents(model_dir, model_id=repo_id, space_id=space_id)
     token = require_token(token, action)
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=source) for name, source in contents.items()
