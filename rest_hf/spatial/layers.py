@@ -19,20 +19,41 @@ from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2GRN
 from ..models.modeling_rest import RestBilinearResize
 from .comm import all_reduce_sum, halo_exchange
 from .context import SpatialContext
-from .geometry import gather_layout, gather_layouts
-from .partition import TilePartition
+from .geometry import LayoutBook, gather_layouts
+from .partition import TilePartition, TileRule
 
 
 class SpatialMixin:
-    """Adds the spatial context to a module whose class is switched in place."""
+    """Adds the spatial context (and the model's `LayoutBook`) to a module whose class is switched in place."""
 
     ctx: SpatialContext
+    layouts: LayoutBook
 
     @classmethod
-    def adopt(cls, module: nn.Module, ctx: SpatialContext) -> nn.Module:
-        """Turn `module` (an instance of the parent class) into this spatial twin, keeping its parameters."""
+    def parent(cls) -> type:
+        """The torch / transformers / rest_hf class this twin replaces."""
+        return next(base for base in cls.__bases__ if not issubclass(base, SpatialMixin))
+
+    @classmethod
+    def adopt(cls, module: nn.Module, ctx: SpatialContext, layouts: LayoutBook | None = None) -> nn.Module:
+        """Turn `module` (an instance of exactly the parent class) into this spatial twin, keeping its parameters,
+        buffers and hooks.
+
+        Args:
+            module: The module to switch; a subclass of the parent is refused, since it may compute otherwise.
+            ctx: The spatial context.
+            layouts: The model's layout book (None: layers learn layouts with one all-gather per call).
+
+        Raises:
+            TypeError: if `module` is not an instance of exactly `parent()`.
+        """
+        if type(module) is not cls.parent():
+            raise TypeError(
+                f"{cls.__name__} replaces {cls.parent().__name__} modules, not {type(module).__name__}"
+            )
         module.__class__ = cls
         module.ctx = ctx
+        module.layouts = layouts if layouts is not None else LayoutBook(ctx, TileRule())
         return module
 
     def extra_repr(self) -> str:
@@ -67,8 +88,8 @@ class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
         if not (self.training or self.running_mean is None):
             return super().forward(hidden_state)
         dims = (0, 2, 3)
-        local_count = hidden_state.numel() // hidden_state.shape[1]
-        count = all_reduce_sum(hidden_state.new_tensor([float(local_count)]), self.ctx).detach()
+        layout = self.layouts.layout(*hidden_state.shape[2:], what="BatchNorm input")
+        count = hidden_state.new_tensor([float(hidden_state.shape[0] * layout.height * layout.width)])
         mean = all_reduce_sum(hidden_state.sum(dims), self.ctx) / count
         centred = hidden_state - mean[None, :, None, None]
         var = all_reduce_sum(centred.square().sum(dims), self.ctx) / count
@@ -111,7 +132,7 @@ class SpatialAdaptiveAvgPool2d(SpatialMixin, nn.AdaptiveAvgPool2d):
         out_h, out_w = (
             (self.output_size, self.output_size) if isinstance(self.output_size, int) else self.output_size
         )
-        layout = gather_layout(self.ctx, *hidden_state.shape[2:], what="pyramid pooling input")
+        layout = self.layouts.layout(*hidden_state.shape[2:], what="pyramid pooling input")
         box = layout.box()
         kwargs = {"dtype": hidden_state.dtype, "device": hidden_state.device}
         row_weights = _bin_matrix(out_h, layout.height, box.top, box.bottom, **kwargs)
@@ -167,9 +188,13 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        source, target = gather_layouts(
-            self.ctx, [tuple(hidden_state.shape[2:]), tuple(size)], ["resize input", "resize output"]
-        )
+        if self.layouts.input is None:
+            source, target = gather_layouts(
+                self.ctx, [tuple(hidden_state.shape[2:]), tuple(size)], ["resize input", "resize output"]
+            )
+        else:
+            source = self.layouts.layout(*hidden_state.shape[2:], what="resize input")
+            target = self.layouts.layout(*size, what="resize output")
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
@@ -204,7 +229,7 @@ class ReplicatedSourceResize(SpatialMixin, RestBilinearResize):
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        target = gather_layout(self.ctx, *size, what="resize output")
+        target = self.layouts.layout(*size, what="resize output")
         box = target.box()
         in_h, in_w = hidden_state.shape[2:]
         rows, row_weight = _source_positions(box.top, box.bottom, in_h, target.height)
