@@ -82,6 +82,12 @@ def _sees_beyond_tile(module: nn.Module) -> str | None:
     """Why `module`, left as it is, would compute something else on a tile than on the whole scene (or None)."""
     if isinstance(module, SpatialMixin):
         return None
+    for twin, _ in TWINS:
+        parent = twin.parent()
+        if isinstance(module, parent) and type(module) is not parent:
+            return (
+                f"{type(module).__name__} subclasses {parent.__name__}, whose twin expects exactly that class"
+            )
     if isinstance(module, _NON_LOCAL):
         return f"{type(module).__name__} mixes pixels across the scene"
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -93,12 +99,6 @@ def _sees_beyond_tile(module: nn.Module) -> str | None:
             return (
                 f"{type(module).__name__}(kernel={kernel}, stride={stride}, padding={padding}) reads pixels of the "
                 "neighbouring tiles and has no spatial twin (only stride-1 zero-padded convolutions do)"
-            )
-    for twin, _ in TWINS:
-        parent = twin.parent()
-        if isinstance(module, parent) and type(module) is not parent:
-            return (
-                f"{type(module).__name__} subclasses {parent.__name__}, whose twin expects exactly that class"
             )
     return None
 
