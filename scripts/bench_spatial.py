@@ -7,7 +7,8 @@ scene, best of `--repeats`:
     python scripts/bench_spatial.py                       # tiny-convnext, interaction on stages 2 and 3, 1024 px
     python scripts/bench_spatial.py --train               # a training step, gradients reduced after backward
                                                           # and overlapped with it (GradientReducer)
-    python scripts/bench_spatial.py --device cuda --preset swin-base --size 2048 --grid 2x2
+    python scripts/bench_spatial.py --device cuda --presets swin-base --sizes 2048 --grids 2x2
+    python scripts/bench_spatial.py --presets tiny-swin swin-base --sizes 256 512 --grids   # one process only
 
 Columns: seconds per forward (or training step), the ratio to regional at the same grid and to one process,
 collectives per forward (or step) and how many of them are metadata (layout) exchanges, the share of time
@@ -172,52 +173,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="tiny-convnext")
+    parser.add_argument("--presets", nargs="+", default=["tiny-convnext"])
     parser.add_argument("--stages", nargs="*", type=int, default=[2, 3], help="interaction stages")
-    parser.add_argument("--size", type=int, default=1024, help="scene side in pixels")
-    parser.add_argument("--grid", default="1x2", help="grid of the split runs, e.g. 1x2 or 2x2")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1024], help="scene sides in pixels")
+    parser.add_argument(
+        "--grids", nargs="*", default=["1x2"], help="grids of the split runs (none: P=1 only)"
+    )
     parser.add_argument("--train", action="store_true", help="time a training step (forward + backward)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     args = parser.parse_args()
-    rows, cols = (int(v) for v in args.grid.lower().split("x"))
+    grids = [tuple(int(v) for v in grid.lower().split("x")) for grid in args.grids]
     options = {
         "device": args.device,
         "train": args.train,
         "repeats": args.repeats,
         "threads": args.threads,
         "num_labels": 8,
-        "preset": args.preset,
         "stages": args.stages,
-        "size": args.size,
     }
     what = "step" if args.train else "forward"
-    runs = [((1, 1), "exact", "after"), ((rows, cols), "regional", "after"), ((rows, cols), "exact", "after")]
-    if args.train:
-        runs += [((rows, cols), "regional", "overlapped"), ((rows, cols), "exact", "overlapped")]
+    reductions = ("after", "overlapped") if args.train else ("after",)
     print(
-        f"{args.preset}, interaction stages {args.stages}, {args.size} px, {args.threads} thread(s) per process, "
-        f"{args.device}, best of {args.repeats}"
+        f"interaction stages {args.stages}, {args.threads} thread(s) per process, {args.device}, "
+        f"best of {args.repeats}"
     )
     print(
-        f"| P | grid | mode | gradients | s / {what} | vs regional | vs P=1 | collectives / {what} (metadata) "
-        "| comm share | peak MB / process |"
+        f"| model | scene | P | grid | mode | gradients | s / {what} | vs regional | vs P=1 | "
+        f"collectives / {what} (metadata) | comm share | peak MB / process |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    results = {}
-    for grid, mode, reduction in runs:
-        result = results[grid, mode, reduction] = measure(grid, mode, reduction, options)
-        single = results[(1, 1), "exact", "after"]
-        regional = results.get((grid, "regional", reduction))
-        print(
-            f"| {result['procs']} | {grid[0]}x{grid[1]} | {mode} | {reduction if args.train else '-'} | "
-            f"{result['seconds']:.3f} | "
-            f"{result['seconds'] / regional['seconds'] if regional and grid != (1, 1) else 1:.2f}x | "
-            f"{result['seconds'] / single['seconds']:.2f}x | {result['calls']} ({result['metadata']}) | "
-            f"{100 * result['comm_share']:.1f}% | {result['peak_mb']:.0f} |",
-            flush=True,
-        )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        for size in args.sizes:
+            runs = [((1, 1), "exact", "after")]
+            runs += [(grid, mode, r) for grid in grids for r in reductions for mode in ("regional", "exact")]
+            results = {}
+            for grid, mode, reduction in runs:
+                result = measure(grid, mode, reduction, dict(options, preset=preset, size=size))
+                results[grid, mode, reduction] = result
+                single = results[(1, 1), "exact", "after"]
+                regional = results.get((grid, "regional", reduction))
+                versus = result["seconds"] / regional["seconds"] if regional and grid != (1, 1) else 1.0
+                print(
+                    f"| {preset} | {size} px | {result['procs']} | {grid[0]}x{grid[1]} | {mode} | "
+                    f"{reduction if args.train else '-'} | {result['seconds']:.3f} | {versus:.2f}x | "
+                    f"{result['seconds'] / single['seconds']:.2f}x | {result['calls']} ({result['metadata']}) | "
+                    f"{100 * result['comm_share']:.1f}% | {result['peak_mb']:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

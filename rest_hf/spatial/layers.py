@@ -71,9 +71,21 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
     """
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        # Only split axes get a halo; along an axis the grid does not split, the convolution's own zero padding
+        # is the scene's edge (one copy of the tile fewer).
         pad_h, pad_w = self.padding
-        padded = halo_exchange(hidden_state, self.ctx, pad_h, pad_h, pad_w, pad_w, check=False)
-        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        halo_h = pad_h if self.ctx.grid[0] > 1 else 0
+        halo_w = pad_w if self.ctx.grid[1] > 1 else 0
+        padded = halo_exchange(hidden_state, self.ctx, halo_h, halo_h, halo_w, halo_w, check=False)
+        return F.conv2d(
+            padded,
+            self.weight,
+            self.bias,
+            self.stride,
+            (pad_h - halo_h, pad_w - halo_w),
+            self.dilation,
+            self.groups,
+        )
 
 
 class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
@@ -182,9 +194,13 @@ def _interpolate_axis(
 class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     """Bilinear resizing (align_corners=False) of a split map to a split map, in global coordinates.
 
-    Source and target tiles are learnt from every rank's shapes; each rank receives the few source rows and
+    Source and target tiles come from the model's layout book; each rank receives the few source rows and
     columns beyond its tile that its output pixels interpolate from (a halo of 1-2 pixels when upsampling),
-    so tile borders leave no seam.
+    so tile borders leave no seam. When the scene's output size is a whole multiple k of its input size (the
+    decoder's 2x-8x upsamplings and the final 4x of aligned scenes), the halo-padded tile goes through
+    `F.interpolate` itself with `scale_factor=k`: its local output j is then the global output
+    ``k * first_padded_row + j``, the very pixels of the whole scene's `F.interpolate`, and this rank keeps its
+    own rows and columns (a view, no copy). Other ratios use explicit global source indices and weights.
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -198,9 +214,41 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
+        windows = [self._whole_multiple(source, target, axis, *plans[axis][0]) for axis in (0, 1)]
+        if all(w is not None for w in windows):
+            # The zeros halo_exchange adds past the scene's edges must not take part: F.interpolate clamps there.
+            (rows, row_start, row_stop, row_scale), (cols, col_start, col_stop, col_scale) = windows
+            resized = F.interpolate(
+                padded[..., rows, cols],
+                scale_factor=(row_scale, col_scale),
+                mode="bilinear",
+                align_corners=False,
+            )
+            return resized[..., row_start:row_stop, col_start:col_stop]
         for axis, (_, lower, weight, last) in enumerate(plans):
             padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
+
+    def _whole_multiple(
+        self, source: TilePartition, target: TilePartition, axis: int, before: int, after: int
+    ) -> tuple[slice, int, int, float] | None:
+        """Along `axis`: the slice of the halo-padded tile inside the scene, and (first, stop, k) of this rank's
+        output within `F.interpolate(that slice, scale_factor=k)`; None when the scene's output size is not k
+        times its input size (or the window falls outside)."""
+        edges_in = source.row_edges if axis == 0 else source.col_edges
+        edges_out = target.row_edges if axis == 0 else target.col_edges
+        if edges_out[-1] % edges_in[-1]:
+            return None
+        k = edges_out[-1] // edges_in[-1]
+        mine = self.ctx.coord[axis]
+        before_in = before if mine > 0 else 0
+        after_in = after if mine < len(edges_in) - 2 else 0
+        first_source = edges_in[mine] - before_in
+        extent = edges_in[mine + 1] + after_in - first_source
+        start, stop = edges_out[mine] - k * first_source, edges_out[mine + 1] - k * first_source
+        if start < 0 or stop > k * extent:
+            return None
+        return slice(before - before_in, before - before_in + extent), start, stop, float(k)
 
     def _axis_plan(
         self, source: TilePartition, target: TilePartition, axis: int
