@@ -93,8 +93,9 @@ def _worker(rank: int, world: int, store: str, options: dict, result_path: str) 
     size = options["size"]
     part = ctx.partition(size, size, config)
     generator = torch.Generator().manual_seed(1)
-    pixels = part.local(torch.randn(1, 3, size, size, generator=generator)).to(device).contiguous()
-    labels = part.local(torch.randint(0, options["num_labels"], (1, size, size), generator=generator))
+    batch = 2 if options["train"] else 1  # UperNet's BatchNorm on the 1x1 pooled map needs 2 in training
+    pixels = part.local(torch.randn(batch, 3, size, size, generator=generator)).to(device).contiguous()
+    labels = part.local(torch.randint(0, options["num_labels"], (batch, size, size), generator=generator))
     labels = labels.to(device).contiguous()
     reducer = GradientReducer(model, ctx) if options["reduction"] == "overlapped" else None
 

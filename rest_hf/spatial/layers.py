@@ -93,15 +93,23 @@ class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
 
     Two all-reduces (sum and count, then the centred sum of squares) rather than one of the raw moments keep
     the variance as accurate as torch's own two-pass computation. `nn.SyncBatchNorm` does not run on CPU.
-    In evaluation the running statistics are used, exactly as in `nn.BatchNorm2d`.
+    In evaluation the running statistics are used, exactly as in `nn.BatchNorm2d`. The pixel count follows from
+    the layout book; `pooled_per_tile` marks a BatchNorm on maps pooled per tile (regional pyramid pooling),
+    where every tile holds a map of the same shape.
     """
+
+    pooled_per_tile: bool = False
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         if not (self.training or self.running_mean is None):
             return super().forward(hidden_state)
         dims = (0, 2, 3)
-        layout = self.layouts.layout(*hidden_state.shape[2:], what="BatchNorm input")
-        count = hidden_state.new_tensor([float(hidden_state.shape[0] * layout.height * layout.width)])
+        if self.pooled_per_tile:  # every tile's map has this very shape (regional pyramid pooling)
+            pixels = hidden_state.shape[2] * hidden_state.shape[3] * self.ctx.size
+        else:
+            layout = self.layouts.layout(*hidden_state.shape[2:], what="BatchNorm input")
+            pixels = layout.height * layout.width
+        count = hidden_state.new_tensor([float(hidden_state.shape[0] * pixels)])
         mean = all_reduce_sum(hidden_state.sum(dims), self.ctx) / count
         centred = hidden_state - mean[None, :, None, None]
         var = all_reduce_sum(centred.square().sum(dims), self.ctx) / count

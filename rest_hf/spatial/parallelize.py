@@ -159,6 +159,11 @@ def parallelize_spatial(
         twin = _twin_for(module, mode)
         if twin is not None:
             twin.adopt(module, ctx, book)
+    if mode == "regional":
+        for module in model.modules():
+            if isinstance(module, RestPyramidPoolingModule) and not module.upsample_first:
+                for block in module.blocks:
+                    block.conv_module.batch_norm.pooled_per_tile = True
     if mode == "exact":
         refused = [(name, why) for name, m in model.named_modules() if (why := _sees_beyond_tile(m))]
     else:

@@ -204,6 +204,24 @@ def test_one_layout_exchange_per_forward_and_training_step():
     run_in_processes(_check_counts, 2)
 
 
+def _regional_training_step(rank: int, world_size: int) -> None:
+    ctx = SpatialContext.init(grid=(1, 2))
+    model = parallelize_spatial(tiny("tiny-convnext").train(), ctx, mode="regional")
+    part = ctx.partition(64, 256, model.config)
+    generator = torch.Generator().manual_seed(0)
+    pixels = part.local(torch.randn(2, 3, 64, 256, generator=generator))
+    labels = part.local(torch.randint(0, 3, (2, 64, 256), generator=generator))
+    model(pixel_values=pixels, labels=labels).loss.backward()
+    # BatchNorm statistics are global in regional mode too, the per-tile pooled maps' included.
+    stats = torch.cat([b.detach().flatten() for name, b in model.named_buffers() if "running" in name])
+    everyone = gather_objects(stats, ctx)
+    torch.testing.assert_close(everyone[0], everyone[1], rtol=0, atol=0)
+
+
+def test_regional_training_keeps_batchnorm_statistics_global():
+    run_in_processes(_regional_training_step, 2)
+
+
 # ----------------------------------------------------------------------------------- gradient reduction
 
 
