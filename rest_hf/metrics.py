@@ -149,19 +149,13 @@ class ConfusionMatrix:
     def all_reduce(self, group: Any = None) -> ConfusionMatrix:
         """Sum the matrix over a torch.distributed process group, in place.
 
-        A no-op when torch.distributed is unavailable or not initialised. With the NCCL backend the counts
-        travel through a CUDA copy (NCCL does not reduce CPU tensors). Every process of the group must call it.
+        A no-op when torch.distributed is unavailable or not initialised. In a group without a CPU backend
+        (NCCL alone) the counts travel through a GPU copy (`rest_hf.distributed.all_reduce_`). Every process of
+        the group must call it.
         """
-        import torch.distributed as dist
+        from .distributed import all_reduce_
 
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        tensor = self._matrix
-        if dist.get_backend(group) == "nccl" and tensor.device.type != "cuda":
-            tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
-        if tensor is not self._matrix:
-            self._matrix.copy_(tensor.to(self._matrix.device))
+        all_reduce_(self._matrix, group)
         return self
 
     # ---------------------------------------------------------------- results

@@ -1,15 +1,19 @@
-"""Benchmark SPIM: time, peak memory and communication share per process for P = 1, 2, 4.
+"""Benchmark SPIM side by side in one run: exact against regional at the same grid, P processes against one.
 
-Each configuration runs in fresh processes (gloo on CPU, NCCL on CUDA) so that the peak memory of one run is
-not hidden by another's. Every process runs the parallelized model on its tile of one scene:
+Every configuration runs in fresh processes (gloo on CPU, NCCL on CUDA), one thread each by default, so the
+peak memory of one run is not hidden by another's; each process runs the parallelized model on its tile of one
+scene, best of `--repeats`:
 
-    python scripts/bench_spatial.py                                   # tiny model, 512-2048 px, CPU
-    python scripts/bench_spatial.py --presets swin-base --sizes 512   # a base-size model
-    python scripts/bench_spatial.py --device cuda --sizes 2048 4096   # on a GPU machine (one GPU per process)
+    python scripts/bench_spatial.py                       # tiny-convnext, interaction on stages 2 and 3, 1024 px
+    python scripts/bench_spatial.py --train               # a training step, gradients reduced after backward
+                                                          # and overlapped with it (GradientReducer)
+    python scripts/bench_spatial.py --device cuda --presets swin-base --sizes 2048 --grids 2x2
+    python scripts/bench_spatial.py --presets tiny-swin swin-base --sizes 256 512 --grids   # one process only
 
-Columns: seconds per forward (or training step), the speed-up over P = 1, peak activation memory per process
-(CPU: growth of the max RSS over the process's state before the first run; CUDA: max_memory_allocated minus
-the memory held before it) and its ratio to P = 1, and the share of time spent inside collectives.
+Columns: seconds per forward (or training step), the ratio to regional at the same grid and to one process,
+collectives per forward (or step) and how many of them are metadata (layout) exchanges, the share of time
+spent inside collectives, and the peak memory per process (CPU: growth of the max RSS over the process's state
+before the first run; CUDA: max_memory_allocated minus the memory held before it).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 from datetime import timedelta
@@ -27,53 +30,54 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from rest_hf import RestConfig, RestForSemanticSegmentation
-from rest_hf.spatial import SpatialContext, parallelize_spatial, reduce_spatial_gradients, spatial_min_tile
+from rest_hf.distributed import barrier, gather_objects, peak_memory_bytes
+from rest_hf.spatial import GradientReducer, SpatialContext, parallelize_spatial, reduce_spatial_gradients
 
-COLLECTIVES = ("all_reduce", "all_gather", "all_to_all_single")
+COLLECTIVES = ("all_reduce", "all_gather", "all_to_all_single", "broadcast")
 
 
-class CommTimer:
-    """Wraps torch.distributed's collectives (as the primitives call them) to add up their wall time."""
+class CommMeter:
+    """Wraps torch.distributed's collectives (as the primitives call them) to count them and add up their
+    wall time (an asynchronous all-reduce counts its launch only)."""
 
     def __init__(self, device: str) -> None:
         self.seconds = 0.0
+        self.calls = 0
+        self.metadata = 0
         self.device = device
         self.originals = {name: getattr(dist, name) for name in COLLECTIVES}
 
-    def __enter__(self) -> CommTimer:
+    def __enter__(self) -> CommMeter:
         for name, original in self.originals.items():
-            setattr(dist, name, self._timed(original))
+            setattr(dist, name, self._timed(name, original))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name, original in self.originals.items():
             setattr(dist, name, original)
 
-    def _timed(self, original):
+    def _timed(self, name, original):
         def call(*args, **kwargs):
             start = time.perf_counter()
             result = original(*args, **kwargs)
             if self.device == "cuda":
                 torch.cuda.synchronize()
             self.seconds += time.perf_counter() - start
+            self.calls += 1
+            tensor = args[1] if name == "all_gather" and len(args) > 1 else None
+            self.metadata += int(isinstance(tensor, torch.Tensor) and tensor.dtype == torch.int64)
             return result
 
         return call
 
 
-def _memory_mb(device: str) -> float:
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _worker(rank: int, world: int, store: str, options: dict, result_path: str) -> None:
-    device = options["device"]
-    torch.set_num_threads(max(1, options["threads"] // world))
-    if device == "cuda":
-        torch.cuda.set_device(rank)
+    device = torch.device(options["device"], rank) if options["device"] == "cuda" else torch.device("cpu")
+    torch.set_num_threads(options["threads"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     dist.init_process_group(
-        "nccl" if device == "cuda" else "gloo",
+        "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo",
         init_method=f"file://{store}",
         rank=rank,
         world_size=world,
@@ -81,61 +85,73 @@ def _worker(rank: int, world: int, store: str, options: dict, result_path: str) 
     )
     ctx = SpatialContext.init(grid=tuple(options["grid"]))
     torch.manual_seed(0)
-    config = RestConfig.from_preset(options["preset"], num_labels=options["num_labels"])
-    model = parallelize_spatial(RestForSemanticSegmentation(config).to(device), ctx)
+    config = RestConfig.from_preset(
+        options["preset"], num_labels=options["num_labels"], interaction_stages=options["stages"]
+    )
+    model = parallelize_spatial(RestForSemanticSegmentation(config).to(device), ctx, mode=options["mode"])
     model.train(options["train"])
     size = options["size"]
-    part = ctx.partition(size, size, config.spatial_alignment, min_tile=spatial_min_tile(config))
-    box = part.box()
+    part = ctx.partition(size, size, config)
     generator = torch.Generator().manual_seed(1)
-    pixels = torch.randn(1, 3, size, size, generator=generator)[
-        ..., box.top : box.bottom, box.left : box.right
-    ]
-    labels = torch.randint(0, options["num_labels"], (1, size, size), generator=generator)[
-        ..., box.top : box.bottom, box.left : box.right
-    ]
-    pixels, labels = pixels.to(device).contiguous(), labels.to(device).contiguous()
+    batch = 2 if options["train"] else 1  # UperNet's BatchNorm on the 1x1 pooled map needs 2 in training
+    pixels = part.local(torch.randn(batch, 3, size, size, generator=generator)).to(device).contiguous()
+    labels = part.local(torch.randint(0, options["num_labels"], (batch, size, size), generator=generator))
+    labels = labels.to(device).contiguous()
+    reducer = GradientReducer(model, ctx) if options["reduction"] == "overlapped" else None
 
     def run_once() -> None:
         if options["train"]:
             model.zero_grad(set_to_none=True)
+            if reducer is not None:
+                reducer.arm()
             model(pixel_values=pixels, labels=labels).loss.backward()
-            reduce_spatial_gradients(model, ctx)
+            if reducer is not None:
+                reducer.finish()
+            else:
+                reduce_spatial_gradients(model, ctx)
         else:
             with torch.inference_mode():
                 model(pixel_values=pixels)
-        if device == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
 
-    dist.barrier()
-    if device == "cuda":
+    barrier()
+    if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    before = _memory_mb(device) if device == "cpu" else torch.cuda.memory_allocated() / 2**20
+        before = torch.cuda.memory_allocated()
+    else:
+        before = peak_memory_bytes(device)
     run_once()  # warm-up, and the run whose peak memory is reported
-    peak = _memory_mb(device) - before
-    times, comm = [], 0.0
+    peak = (peak_memory_bytes(device) - before) / 2**20
+    times, comm, calls, metadata = [], 0.0, 0, 0
     for _ in range(options["repeats"]):
-        dist.barrier()
-        with CommTimer(device) as timer:
+        barrier()
+        with CommMeter(device.type) as meter:
             start = time.perf_counter()
             run_once()
             times.append(time.perf_counter() - start)
-        comm += timer.seconds
-    result = {"seconds": min(times), "peak_mb": peak, "comm_share": comm / sum(times)}
-    gathered = [None] * world
-    dist.all_gather_object(gathered, result)
+        comm += meter.seconds
+        calls, metadata = meter.calls, meter.metadata
+    result = {
+        "seconds": min(times),
+        "peak_mb": peak,
+        "comm_share": comm / sum(times),
+        "calls": calls,
+        "metadata": metadata,
+    }
+    gathered = gather_objects(result)
     if rank == 0:
         with open(result_path, "w") as f:
             json.dump(gathered, f)
     dist.destroy_process_group()
 
 
-def measure(preset: str, size: int, procs: int, options: dict) -> dict:
-    """Run one configuration in `procs` fresh processes; return the slowest rank's time and the peak memory."""
-    rows, cols = (1, 1) if procs == 1 else {2: (1, 2), 4: (2, 2)}.get(procs, (1, procs))
+def measure(grid: tuple[int, int], mode: str, reduction: str, options: dict) -> dict:
+    """Run one configuration in fresh processes; the slowest rank's time, the largest peak memory."""
+    procs = grid[0] * grid[1]
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.json")
-        run_options = dict(options, preset=preset, size=size, grid=(rows, cols))
+        run_options = dict(options, grid=grid, mode=mode, reduction=reduction)
         mp.start_processes(
             _worker,
             args=(procs, os.path.join(tmp, "store"), run_options, result_path),
@@ -145,10 +161,12 @@ def measure(preset: str, size: int, procs: int, options: dict) -> dict:
         with open(result_path) as f:
             ranks = json.load(f)
     return {
+        "procs": procs,
         "seconds": max(r["seconds"] for r in ranks),
         "peak_mb": max(r["peak_mb"] for r in ranks),
         "comm_share": max(r["comm_share"] for r in ranks),
-        "grid": f"{rows}x{cols}",
+        "calls": ranks[0]["calls"],
+        "metadata": ranks[0]["metadata"],
     }
 
 
@@ -156,38 +174,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--presets", nargs="+", default=["tiny-swin"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[512, 1024, 2048])
-    parser.add_argument("--procs", nargs="+", type=int, default=[1, 2, 4])
-    parser.add_argument("--train", action="store_true", help="time a training step (forward + backward)")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--presets", nargs="+", default=["tiny-convnext"])
+    parser.add_argument("--stages", nargs="*", type=int, default=[2, 3], help="interaction stages")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1024], help="scene sides in pixels")
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="CPU threads shared by the processes"
+        "--grids", nargs="*", default=["1x2"], help="grids of the split runs (none: P=1 only)"
     )
+    parser.add_argument("--train", action="store_true", help="time a training step (forward + backward)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per process (the best counts)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds over all configurations, interleaved (the best counts)"
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     args = parser.parse_args()
+    grids = [tuple(int(v) for v in grid.lower().split("x")) for grid in args.grids]
     options = {
         "device": args.device,
         "train": args.train,
         "repeats": args.repeats,
         "threads": args.threads,
         "num_labels": 8,
+        "stages": args.stages,
     }
-    what = "training step" if args.train else "forward"
+    what = "step" if args.train else "forward"
+    reductions = ("after", "overlapped") if args.train else ("after",)
     print(
-        f"| model | scene | P | grid | s / {what} | speed-up | peak MB / process | memory vs P=1 | comm share |"
+        f"interaction stages {args.stages}, {args.threads} thread(s) per process, {args.device}, "
+        f"best of {args.repeats} x {args.rounds} round(s)"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| model | scene | P | grid | mode | gradients | s / {what} | vs regional | vs P=1 | "
+        f"collectives / {what} (metadata) | comm share | peak MB / process |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for size in args.sizes:
-            baseline = None
-            for procs in args.procs:
-                result = measure(preset, size, procs, options)
-                baseline = baseline or result
+            runs = [((1, 1), "exact", "after")]
+            runs += [(grid, mode, r) for grid in grids for r in reductions for mode in ("regional", "exact")]
+            results = {}
+            # Rounds interleave the configurations, so that a burst of load on a shared machine hits them alike.
+            for _ in range(args.rounds):
+                for run in runs:
+                    result = measure(*run, dict(options, preset=preset, size=size))
+                    if run not in results or result["seconds"] < results[run]["seconds"]:
+                        results[run] = result
+            for grid, mode, reduction in runs:
+                result = results[grid, mode, reduction]
+                single = results[(1, 1), "exact", "after"]
+                regional = results.get((grid, "regional", reduction))
+                versus = result["seconds"] / regional["seconds"] if regional and grid != (1, 1) else 1.0
                 print(
-                    f"| {preset} | {size} px | {procs} | {result['grid']} | {result['seconds']:.2f} | "
-                    f"{baseline['seconds'] / result['seconds']:.2f}x | {result['peak_mb']:.0f} | "
-                    f"{result['peak_mb'] / baseline['peak_mb']:.2f} | {100 * result['comm_share']:.1f}% |",
+                    f"| {preset} | {size} px | {result['procs']} | {grid[0]}x{grid[1]} | {mode} | "
+                    f"{reduction if args.train else '-'} | {result['seconds']:.3f} | {versus:.2f}x | "
+                    f"{result['seconds'] / single['seconds']:.2f}x | {result['calls']} ({result['metadata']}) | "
+                    f"{100 * result['comm_share']:.1f}% | {result['peak_mb']:.0f} |",
                     flush=True,
                 )
 

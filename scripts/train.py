@@ -37,8 +37,9 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from rest_hf.data import SceneSampler
+from rest_hf.distributed import exit_with_launcher, gather_objects, peak_memory_bytes, run_on_main
 from rest_hf.metrics import format_table, metrics_to_json
-from rest_hf.spatial import SpatialContext, parallelize_spatial, spatial_min_tile
+from rest_hf.spatial import GradientReducer, SpatialContext, TileRule, parallelize_spatial
 from rest_hf.training import (
     RunLog,
     TrainConfig,
@@ -59,14 +60,12 @@ from rest_hf.training import (
     load_training_state,
     model_bytes,
     parse_train_config,
-    peak_memory_mb,
     remove_partial_writes,
     save_model_folder,
     save_training_state,
     set_train_mode,
     train_step,
 )
-from rest_hf.training.distributed import all_gather_objects, exit_with_launcher, run_on_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     if config.activation_checkpointing:
         # transformers' mechanism: every backbone block and interaction layer is a GradientCheckpointingLayer.
         model.gradient_checkpointing_enable()
-    alignment, min_tile = model.config.spatial_alignment, spatial_min_tile(model.config)
-    train_loader, sampler, val_loader = build_loaders(config, data, processor, ctx, alignment, min_tile)
+    # Gradients are summed over the spatial group bucket by bucket while backward still runs (like DDP).
+    reducer = GradientReducer(model, ctx)
+    train_loader, sampler, val_loader = build_loaders(
+        config, data, processor, ctx, TileRule.from_config(model.config)
+    )
     # Stochastic depth must drop the same samples on every process of a spatial group (they hold parts of the
     # same samples), and may differ between groups.
     torch.manual_seed(config.seed + 1 + ctx.dp_rank)
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         grid=config.grid,
         dp_size=ctx.dp_size,
         # Memory before the first step (libraries, model, optimizer): the training's own cost is the difference.
-        start_memory_mb_per_process=all_gather_objects(round(peak_memory_mb(accelerator.device), 1)),
+        start_memory_mb_per_process=gather_objects(round(peak_memory_bytes(accelerator.device) / 2**20, 1)),
     )
 
     # --------------------------------------------------------------------------------------------- loop
@@ -167,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     window_start, window_samples, window_pixels = time.perf_counter(), 0, 0
     while step < config.max_steps:
         micro_batches = [next(batches) for _ in range(config.gradient_accumulation_steps)]
-        result = train_step(model, micro_batches, ctx, optimizer, scheduler, accelerator, config.grad_clip)
+        result = train_step(
+            model, micro_batches, ctx, optimizer, scheduler, accelerator, config.grad_clip, reducer
+        )
         step += 1
         window_samples, window_pixels = window_samples + result.samples, window_pixels + result.pixels
         elapsed = time.perf_counter() - window_start
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             px_s=f"{window_pixels / elapsed:.3g}",
         )
         if step % config.log_every == 0 or step == config.max_steps:
-            peaks = all_gather_objects(round(peak_memory_mb(accelerator.device), 1))
+            peaks = gather_objects(round(peak_memory_bytes(accelerator.device) / 2**20, 1))
             log.write(
                 "train",
                 step,

@@ -204,7 +204,8 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
 # ------------------------------------------------------------------------------------------------ running
 def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
-    from ..inference.runtime import DTYPES, destroy_distributed, init_distributed, resolve_device
+    from ..distributed import destroy_distributed, init_distributed
+    from ..inference.runtime import DTYPES, resolve_device
 
     if args.window is not None and args.window < 1:
         raise CommandError(f"--window must be a positive number of pixels, got {args.window}")
@@ -244,7 +245,7 @@ def _terminated(signum: int, frame: Any) -> None:
 
 def _fatal(message: str) -> None:
     """A failure the other processes cannot learn about (they wait in a collective): say it and exit now."""
-    from ..inference.runtime import world_rank
+    from ..distributed import rank as world_rank
 
     print(
         f"rest-hf predict: error: process {world_rank()}: {message}; stopping every process",
@@ -261,8 +262,9 @@ def _run(args, plans, bands, device, dtype) -> int:
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
+    from ..distributed import agree, is_distributed, one_line, peak_memory_bytes
+    from ..distributed import rank as world_rank
     from ..inference import FatalError, ScenePredictor
-    from ..inference.runtime import agree, is_distributed, one_line, peak_memory_bytes, world_rank
     from ..loading import load_image_processor, load_model
     from ..models import PRESETS
     from ..spatial import SpatialContext
@@ -326,8 +328,8 @@ def _run(args, plans, bands, device, dtype) -> int:
 
 def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
     """Predict and write one scene (collective over the spatial group); returns its summary record."""
+    from ..distributed import one_line
     from ..inference import SceneError, agreed, open_source
-    from ..inference.runtime import one_line
     from ..io import check_output_path
 
     config = predictor.config
@@ -414,16 +416,17 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
     import torch
 
     from ..cli import CommandError
+    from ..distributed import agree_max, gather_objects, peak_memory_bytes, world_size
+    from ..distributed import rank as world_rank
     from ..inference.report import format_summary
-    from ..inference.runtime import agree_max, gather_objects, peak_memory_bytes, world_rank
     from ..models import PRESETS
 
     gathered = gather_objects(records if ctx.rank == 0 else None)
     order = {str(plan.input): i for i, plan in enumerate(plans)}
     records = sorted((r for group in gathered if group for r in group), key=lambda r: order[r["input"]])
-    peak = int(agree_max(peak_memory_bytes(device), device=device))
-    peak_rss = int(agree_max(peak_memory_bytes(torch.device("cpu")), device=device))
-    baseline = int(agree_max(baseline, device=device))
+    peak = int(agree_max(peak_memory_bytes(device)))
+    peak_rss = int(agree_max(peak_memory_bytes(torch.device("cpu"))))
+    baseline = int(agree_max(baseline))
     failed = [r for r in records if "error" in r]
     if world_rank() != 0:
         return 1 if failed else 0
@@ -437,7 +440,7 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
         "mode": args.mode,
         "window": predictor.window,
         "overlap": predictor.overlap,
-        "processes": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+        "processes": world_size(),
         "grid": list(ctx.grid),
         "scenes_at_once": ctx.dp_size,
         "device": str(device),

@@ -9,7 +9,7 @@ records = scan_layout(root, "glh-water", "train")           # list[SceneRecord]
 info = dataset_info("glh-water", root)                      # classes, palette, ignore index, bands, label mapping
 validate_records(records, info)                             # ValueError naming every bad file, before training
 dataset = WholeSceneDataset(records, info, processor, ctx, crop_size=2048, augment=AugmentConfig(),
-                            alignment=model.config.spatial_alignment)
+                            tile_rule=model.config)             # tiles the model accepts
 sampler = SceneSampler(dataset, ctx, seed=0)                # same scenes in a spatial group, different across dp
 loader = DataLoader(dataset, batch_size=1, sampler=sampler, collate_fn=collate_samples)
 ```

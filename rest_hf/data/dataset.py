@@ -43,10 +43,10 @@ class _Tiles:
     grid: tuple[int, int]
     coord: tuple[int, int]
 
-    def partition(self, height: int, width: int, alignment: int = 1, min_tile: int | None = None) -> Any:
-        from ..spatial.partition import partition
+    def partition(self, height: int, width: int, rule: Any) -> Any:
+        from ..spatial.partition import TileRule
 
-        return partition(height, width, self.grid, self.coord, alignment, min_tile)
+        return TileRule.of(rule).partition(height, width, self.grid, self.coord)
 
 
 def _pad(array: np.ndarray | None, shape: tuple[int, ...], fill: Any, dtype: Any) -> np.ndarray:
@@ -79,14 +79,13 @@ class WholeSceneDataset(Dataset):
         info: The dataset's `DatasetInfo` (bands to read, label mapping, ignore index, value range).
         processor: A `RestImageProcessor` (its per-band statistics normalise the pixels), or `None` to return
             raw values as float32.
-        ctx: A `SpatialContext` (anything with `partition(height, width, alignment, min_tile=...)`), or `None`
-            for one process.
+        ctx: A `SpatialContext` (anything with `partition(height, width, tile_rule)`), or `None` for one process.
         crop_size: Sample size `(height, width)` (or one int); `None` gives whole scenes (batch them one by one,
             or all of one size). A scene smaller than the crop is padded (bottom/right) with invalid pixels.
         augment: An `AugmentConfig` for training; `None`: no augmentation, centred crops.
         seed: Seed of the augmentation draws (combined with the epoch and the sample index).
-        alignment: The model's `config.spatial_alignment` (tile borders fall on multiples of it).
-        min_tile: Smallest tile side passed to `ctx.partition`.
+        tile_rule: The model's `TileRule` (or `model.config`): the tiles the model accepts. None: any tiles
+            (alignment 1), for data that no model splits.
 
     Each item is a dict:
 
@@ -110,8 +109,7 @@ class WholeSceneDataset(Dataset):
         crop_size: int | Sequence[int] | None = None,
         augment: AugmentConfig | None = None,
         seed: int = 0,
-        alignment: int = 1,
-        min_tile: int | None = None,
+        tile_rule: Any = None,
     ) -> None:
         self.records = list(records)
         if not self.records:
@@ -122,8 +120,9 @@ class WholeSceneDataset(Dataset):
         self.crop_size = _pair(crop_size)
         self.augment = augment
         self.seed = int(seed)
-        self.alignment = int(alignment)
-        self.min_tile = min_tile
+        from ..spatial.partition import TileRule  # the spatial package imports the model: only when used
+
+        self.tile_rule = TileRule() if tile_rule is None else TileRule.of(tile_rule)
         self.epoch = 0
         if processor is not None and getattr(processor, "do_normalize", True):
             bands = len(processor.image_mean)
@@ -178,7 +177,7 @@ class WholeSceneDataset(Dataset):
         if self.ctx is None:
             return 0, 0, height, width
         try:
-            part = self.ctx.partition(height, width, self.alignment, min_tile=self.min_tile)
+            part = self.ctx.partition(height, width, self.tile_rule)
         except ValueError as error:
             raise ValueError(
                 f"sample {name + ' ' if name else ''}of {height}x{width} px cannot be split over grid "

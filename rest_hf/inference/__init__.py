@@ -7,7 +7,7 @@ Example:
 """
 
 from .engine import MODES, ScenePredictor
-from .layout import feather_weights, padded_size, stride_for, window_grid, window_starts
+from .layout import feather_weights, stride_for, window_grid, window_starts
 from .outputs import SceneWriter
 from .runtime import FatalError, SceneError, agreed, open_source
 from .sinks import ArraySink, BandAccumulator, CountingSink, PredictionSink, SceneResult
@@ -26,7 +26,6 @@ __all__ = [
     "agreed",
     "feather_weights",
     "open_source",
-    "padded_size",
     "stride_for",
     "window_grid",
     "window_starts",

@@ -36,20 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..distributed import agree, gather_objects, one_line, send_tiles_to_root
 from ..io import RasterSource, label_dtype, normalize_with_processor
-from ..spatial import SpatialContext
-from .layout import feather_weights, padded_size, stride_for, window_grid
-from .runtime import (
-    FatalError,
-    SceneError,
-    agree,
-    autocast,
-    gather_objects,
-    one_line,
-    open_source,
-    released_memory,
-    send_tiles_to_root,
-)
+from ..spatial import SpatialContext, TileRule
+from .layout import feather_weights, stride_for, window_grid
+from .runtime import FatalError, SceneError, autocast, open_source, released_memory
 from .sinks import ArraySink, BandAccumulator, CountingSink, PredictionSink, SceneResult
 
 __all__ = ["MODES", "ScenePredictor"]
@@ -96,7 +87,7 @@ class ScenePredictor:
         dtype: torch.dtype = torch.float32,
         spatial_mode: str = "exact",
     ) -> None:
-        from ..spatial.parallelize import parallelize_spatial, spatial_min_tile
+        from ..spatial.parallelize import parallelize_spatial
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -109,9 +100,8 @@ class ScenePredictor:
         self.num_classes = int(config.num_labels)
         self.label_dtype_name, self.nodata = label_dtype(self.num_classes)
         self.torch_label_dtype = torch.uint8 if self.label_dtype_name == "uint8" else torch.int32
-        self.alignment = int(config.spatial_alignment)
-        self.min_input = int(config.min_input_size)
-        self.min_tile = int(spatial_min_tile(config))
+        self.tile_rule = TileRule.from_config(config)
+        self.alignment = self.tile_rule.alignment
         bands = (
             len(getattr(image_processor, "image_mean", []))
             if getattr(image_processor, "do_normalize", True)
@@ -279,9 +269,9 @@ class ScenePredictor:
     def _holistic(self, source, stats, probabilities, progress, result) -> None:
         ctx = self.ctx
         height, width = source.height, source.width
-        padded = padded_size(height, width, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        padded = self.tile_rule.padded_size(height, width, ctx.grid)
         self._padding_note(result, (height, width), padded, "scene")
-        part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
+        part = ctx.partition(*padded, self.tile_rule)
         boxes = part.boxes()
         box = part.box()
         pixels, valid, counts = self._read(source, (box.top, box.left, box.height, box.width))
@@ -318,14 +308,14 @@ class ScenePredictor:
         ctx = self.ctx
         height, width = source.height, source.width
         # A window is at least what the grid needs, so only a scene smaller than that is ever padded.
-        need = padded_size(1, 1, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        need = self.tile_rule.padded_size(1, 1, ctx.grid)
         sides = (max(self.window, need[0]), max(self.window, need[1]))
         strides = (stride_for(sides[0], self.overlap), stride_for(sides[1], self.overlap))
         row_starts, col_starts, windows = window_grid(height, width, sides, strides)
         size = (windows[0].height, windows[0].width)
-        padded = padded_size(*size, ctx.grid, self.alignment, self.min_tile, self.min_input)
+        padded = self.tile_rule.padded_size(*size, ctx.grid)
         self._padding_note(result, size, padded, "window" if len(windows) > 1 else "scene")
-        part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
+        part = ctx.partition(*padded, self.tile_rule)
         boxes, box = part.boxes(), part.box()
         result.windows = len(windows)
         accumulator = (
@@ -389,7 +379,7 @@ class ScenePredictor:
         height, width = source.height, source.width
         _, _, crops = window_grid(height, width, (self.window, self.window), (self.stride, self.stride))
         size = (crops[0].height, crops[0].width)
-        padded = padded_size(*size, (1, 1), self.alignment, None, self.min_input)
+        padded = self.tile_rule.padded_size(*size)
         self._padding_note(result, size, padded, "crop" if len(crops) > 1 else "scene")
         result.windows = len(crops)
         accumulator = (

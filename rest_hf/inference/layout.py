@@ -1,6 +1,7 @@
-"""Where windows and crops lie in a scene, how much a scene is padded, and how overlaps are blended.
+"""Where windows and crops lie in a scene and how overlaps are blended.
 
-Pure arithmetic on sizes (no I/O, no communication), shared by the three engines.
+Pure arithmetic on sizes (no I/O, no communication), shared by the three engines. How much a scene is padded
+for the model and the grid is the model's `TileRule.padded_size` (one tiling rule for the whole library).
 """
 
 from __future__ import annotations
@@ -13,36 +14,10 @@ from ..spatial.partition import TileBox
 
 __all__ = [
     "feather_weights",
-    "padded_size",
     "stride_for",
     "window_grid",
     "window_starts",
 ]
-
-
-def padded_size(
-    height: int,
-    width: int,
-    grid: tuple[int, int] = (1, 1),
-    alignment: int = 1,
-    min_tile: int | None = None,
-    min_input: int = 1,
-) -> tuple[int, int]:
-    """The smallest `(height, width)` at least the scene's that the model and the grid accept.
-
-    An axis split into `parts > 1` tiles needs `parts` aligned tiles of at least `min_tile` px (see
-    `rest_hf.spatial.partition.split_edges`); every axis needs the model's `min_input` px. Scenes that are
-    already large enough keep their size (the common case: nothing is padded).
-    """
-    need_units = max(1, math.ceil((min_tile or 0) / alignment))
-
-    def axis(length: int, parts: int) -> int:
-        need = max(1, min_input)
-        if parts > 1:
-            need = max(need, parts * need_units * alignment)
-        return max(length, need)
-
-    return axis(height, grid[0]), axis(width, grid[1])
 
 
 def stride_for(size: int, overlap: float) -> int:

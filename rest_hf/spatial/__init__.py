@@ -10,15 +10,17 @@ from .comm import (
     sum_partials,
     tokens_to_heads,
 )
+from .comm_gradients import GradientReducer, reduce_spatial_gradients
 from .context import SpatialContext
-from .loss import reduce_spatial_gradients
 from .parallelize import parallelize_spatial, spatial_min_tile
-from .partition import TileBox, TilePartition, most_square_grid, parse_grid, split_edges
+from .partition import TileBox, TilePartition, TileRule, most_square_grid, parse_grid, split_edges
 
 __all__ = [
+    "GradientReducer",
     "SpatialContext",
     "TileBox",
     "TilePartition",
+    "TileRule",
     "all_gather_uneven",
     "all_reduce_sum",
     "all_to_all_uneven",

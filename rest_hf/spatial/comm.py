@@ -20,6 +20,7 @@ deadlock and a peer that is both the upper and the lower neighbour needs no spec
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -28,15 +29,17 @@ import torch.nn.functional as F
 from .comm_alltoall import (
     AllGatherUneven,
     AllToAllUneven,
-    _exchange,
-    _with,
     all_gather_uneven,
     all_to_all_uneven,
+    exchange,
     gather_ints,
     heads_to_tokens,
     tokens_to_heads,
+    with_extent,
 )
-from .context import SpatialContext
+
+if TYPE_CHECKING:
+    from .context import SpatialContext
 
 __all__ = [
     "AllGatherUneven",
@@ -99,12 +102,12 @@ def _halo_forward(x, ctx, axis, dim, before, after):
     if prev is not None and after:
         sends.append((prev, x.narrow(dim, 0, after)))  # my first rows: the previous tile's `after` halo
     if prev is not None and before:
-        recvs.append((prev, _with(x.shape, dim, before)))
+        recvs.append((prev, with_extent(x.shape, dim, before)))
     if nxt is not None and after:
-        recvs.append((nxt, _with(x.shape, dim, after)))
-    got = iter(_exchange(ctx, sends, recvs, x))
-    head = next(got) if prev is not None and before else x.new_zeros(_with(x.shape, dim, before))
-    tail = next(got) if nxt is not None and after else x.new_zeros(_with(x.shape, dim, after))
+        recvs.append((nxt, with_extent(x.shape, dim, after)))
+    got = iter(exchange(ctx, sends, recvs, x))
+    head = next(got) if prev is not None and before else x.new_zeros(with_extent(x.shape, dim, before))
+    tail = next(got) if nxt is not None and after else x.new_zeros(with_extent(x.shape, dim, after))
     return torch.cat([head, x, tail], dim)
 
 
@@ -116,10 +119,10 @@ def _halo_backward(grad, ctx, axis, dim, before, after, n):
     if nxt is not None and after:
         sends.append((nxt, grad.narrow(dim, before + n, after)))
     if nxt is not None and before:
-        recvs.append((nxt, _with(grad.shape, dim, before)))
+        recvs.append((nxt, with_extent(grad.shape, dim, before)))
     if prev is not None and after:
-        recvs.append((prev, _with(grad.shape, dim, after)))
-    got = iter(_exchange(ctx, sends, recvs, grad))
+        recvs.append((prev, with_extent(grad.shape, dim, after)))
+    got = iter(exchange(ctx, sends, recvs, grad))
     grad_x = grad.narrow(dim, before, n).clone(memory_format=torch.contiguous_format)
     if nxt is not None and before:
         grad_x.narrow(dim, n - before, before).add_(next(got))
@@ -180,7 +183,7 @@ def halo_exchange(
     if min(widths) < 0:
         raise ValueError(f"halo widths must be >= 0, got top={top} bottom={bottom} left={left} right={right}")
     if check and ctx.size > 1 and any(widths):
-        info = gather_ints([x[..., :1, :1].numel(), x.shape[-2], x.shape[-1], *widths], ctx, x.device)
+        info = gather_ints([x[..., :1, :1].numel(), x.shape[-2], x.shape[-1], *widths], ctx)
         _check_tiles(info, ctx, "halo_exchange")
         rows, cols = ctx.grid
         for s, (_, h, w, *_) in enumerate(info):
@@ -208,12 +211,12 @@ def _roll_axis(x, ctx, axis, dim, shift):
     prev, nxt = _neighbours(ctx, axis, wrap=True)
     n = x.shape[dim]
     if shift > 0:  # the first `shift` pixels come from the end of the previous tile (on the torus)
-        (got,) = _exchange(
-            ctx, [(nxt, x.narrow(dim, n - shift, shift))], [(prev, _with(x.shape, dim, shift))], x
+        (got,) = exchange(
+            ctx, [(nxt, x.narrow(dim, n - shift, shift))], [(prev, with_extent(x.shape, dim, shift))], x
         )
         return torch.cat([got, x.narrow(dim, 0, n - shift)], dim)
     k = -shift  # the last `k` pixels come from the start of the next tile
-    (got,) = _exchange(ctx, [(prev, x.narrow(dim, 0, k))], [(nxt, _with(x.shape, dim, k))], x)
+    (got,) = exchange(ctx, [(prev, x.narrow(dim, 0, k))], [(nxt, with_extent(x.shape, dim, k))], x)
     return torch.cat([x.narrow(dim, k, n - k), got], dim)
 
 
@@ -256,7 +259,7 @@ def distributed_roll(
         raise ValueError(f"distributed_roll needs two shifts and two distinct dims, got {shifts}, {dims}")
     if check and ctx.size > 1 and any(shifts):
         extents = (x.shape[dims[0]], x.shape[dims[1]])
-        info = gather_ints([x.numel() // max(1, math.prod(extents)), *extents, *shifts, *dims], ctx, x.device)
+        info = gather_ints([x.numel() // max(1, math.prod(extents)), *extents, *shifts, *dims], ctx)
         _check_tiles(info, ctx, "distributed_roll")
         for axis in (0, 1):
             smallest = min(i[1 + axis] for i in info)

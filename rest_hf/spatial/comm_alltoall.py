@@ -1,21 +1,24 @@
 """Collectives with uneven sizes: all-gather and all-to-all (Ulysses attention), and the exchange they share.
 
-`_exchange` is one `all_to_all_single` that carries any set of point-to-point messages of a spatial group;
-`comm.py` builds the halo exchange and the distributed roll on it. Import the public names from `comm`.
+`exchange` is one `all_to_all_single` that carries any set of point-to-point messages of a spatial group;
+`comm.py` builds the halo exchange and the distributed roll on it. `gather_ints` carries small metadata on the
+context's metadata device (the CPU under gloo or ``cpu:gloo,cuda:nccl``, the GPU under NCCL alone).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
-from .context import SpatialContext
+if TYPE_CHECKING:
+    from .context import SpatialContext
 
 
-def _exchange(
+def exchange(
     ctx: SpatialContext,
     sends: list[tuple[int, torch.Tensor]],
     recvs: list[tuple[int, list[int]]],
@@ -49,19 +52,20 @@ def _exchange(
     return received
 
 
-def gather_ints(
-    values: Sequence[int], ctx: SpatialContext, device: torch.device | None = None
-) -> list[list[int]]:
-    """Every spatial rank's list of `values` (same length on every rank), in spatial-rank order."""
+def gather_ints(values: Sequence[int], ctx: SpatialContext) -> list[list[int]]:
+    """Every spatial rank's list of `values` (same length on every rank), in spatial-rank order.
+
+    Travels on `ctx.metadata_device`, which the group's backend accepts."""
     if ctx.size == 1:
         return [list(values)]
-    local = torch.tensor(list(values), dtype=torch.int64, device=device)
+    local = torch.tensor(list(values), dtype=torch.int64, device=ctx.metadata_device)
     everyone = [torch.empty_like(local) for _ in range(ctx.size)]
     dist.all_gather(everyone, local, group=ctx.group)
     return torch.stack(everyone).tolist()
 
 
-def _with(shape: Sequence[int], dim: int, value: int) -> list[int]:
+def with_extent(shape: Sequence[int], dim: int, value: int) -> list[int]:
+    """`shape` with its extent along `dim` set to `value`."""
     out = list(shape)
     out[dim] = value
     return out
@@ -86,7 +90,7 @@ class AllGatherUneven(torch.autograd.Function):
         most = max(sizes)
         padded = x
         if x.shape[dim] < most:
-            padded = torch.cat([x, x.new_zeros(_with(x.shape, dim, most - x.shape[dim]))], dim)
+            padded = torch.cat([x, x.new_zeros(with_extent(x.shape, dim, most - x.shape[dim]))], dim)
         padded = padded.contiguous()
         everyone = [torch.empty_like(padded) for _ in range(ctx.size)]
         dist.all_gather(everyone, padded, group=ctx.group)
@@ -95,8 +99,8 @@ class AllGatherUneven(torch.autograd.Function):
     @staticmethod
     def backward(actx, grad):
         ctx, dim, sizes = actx.args
-        mine = _with(grad.shape, dim, sizes[ctx.rank])
-        parts = _exchange(
+        mine = with_extent(grad.shape, dim, sizes[ctx.rank])
+        parts = exchange(
             ctx, list(enumerate(grad.split(sizes, dim))), [(r, mine) for r in range(ctx.size)], grad
         )
         return torch.stack(parts).sum(0), None, None, None
@@ -120,7 +124,7 @@ def all_gather_uneven(
         if x.dim() > 10:
             raise ValueError(f"all_gather_uneven supports up to 10 dims, got {x.dim()}")
         others = [-1 if d == dim else s for d, s in enumerate(x.shape)]
-        info = gather_ints([x.shape[dim], x.dim(), dim, *others, *[-2] * (10 - x.dim())], ctx, x.device)
+        info = gather_ints([x.shape[dim], x.dim(), dim, *others, *[-2] * (10 - x.dim())], ctx)
         if any(i[1:] != info[0][1:] for i in info):
             shapes = [tuple(i[3 : 3 + i[1]]) for i in info]
             raise ValueError(f"all_gather_uneven: shapes outside dim {dim} differ between ranks: {shapes}")
@@ -144,9 +148,9 @@ def _all_to_all(x, ctx, scatter_dim, gather_dim, scatter_sizes, gather_sizes):
     sends = list(enumerate(x.split(list(scatter_sizes), scatter_dim)))
     recvs = []
     for r in range(ctx.size):
-        shape = _with(x.shape, scatter_dim, scatter_sizes[me])
-        recvs.append((r, _with(shape, gather_dim, gather_sizes[r])))
-    return torch.cat(_exchange(ctx, sends, recvs, x), gather_dim)
+        shape = with_extent(x.shape, scatter_dim, scatter_sizes[me])
+        recvs.append((r, with_extent(shape, gather_dim, gather_sizes[r])))
+    return torch.cat(exchange(ctx, sends, recvs, x), gather_dim)
 
 
 class AllToAllUneven(torch.autograd.Function):
@@ -192,7 +196,7 @@ def all_to_all_uneven(
             )
         scatter_sizes = [x.shape[scatter_dim] // ctx.size] * ctx.size
     if gather_sizes is None:
-        gather_sizes = [i[0] for i in gather_ints([x.shape[gather_dim]], ctx, x.device)]
+        gather_sizes = [i[0] for i in gather_ints([x.shape[gather_dim]], ctx)]
     return AllToAllUneven.apply(
         x, ctx, scatter_dim, gather_dim, [int(s) for s in scatter_sizes], [int(s) for s in gather_sizes]
     )
@@ -201,7 +205,7 @@ def all_to_all_uneven(
 def heads_to_tokens(
     x: torch.Tensor, ctx: SpatialContext, token_counts: Sequence[int] | None = None
 ) -> tuple[tuple[int, ...], torch.Tensor]:
-    """Ulysses step 1: (B, heads, N_tile, d) -> (token_counts, (B, heads/P, N_scene, d)).
+    """Ulysses step 1: (..., heads, N_tile, d) -> (token_counts, (..., heads/P, N_scene, d)).
 
     Rank r gets heads ``[r * heads/P, (r + 1) * heads/P)`` of the tokens of every tile, concatenated in
     spatial-rank order. `token_counts` (N_tile of every rank) are gathered when not given and returned for
@@ -210,22 +214,25 @@ def heads_to_tokens(
     Raises:
         ValueError: if heads do not divide by the group size.
     """
+    heads, tokens = x.dim() - 3, x.dim() - 2
     if ctx.size == 1:
-        return (x.shape[2],), x
-    if x.shape[1] % ctx.size:
-        raise ValueError(f"heads_to_tokens: {x.shape[1]} heads do not divide by {ctx.size} processes")
+        return (x.shape[tokens],), x
+    if x.shape[heads] % ctx.size:
+        raise ValueError(f"heads_to_tokens: {x.shape[heads]} heads do not divide by {ctx.size} processes")
     if token_counts is None:
-        token_counts = [i[0] for i in gather_ints([x.shape[2]], ctx, x.device)]
+        token_counts = [i[0] for i in gather_ints([x.shape[tokens]], ctx)]
     counts = tuple(int(n) for n in token_counts)
-    return counts, AllToAllUneven.apply(x, ctx, 1, 2, [x.shape[1] // ctx.size] * ctx.size, list(counts))
+    split = [x.shape[heads] // ctx.size] * ctx.size
+    return counts, AllToAllUneven.apply(x, ctx, heads, tokens, split, list(counts))
 
 
 def tokens_to_heads(x: torch.Tensor, ctx: SpatialContext, token_counts: Sequence[int]) -> torch.Tensor:
-    """Ulysses step 2, the inverse of `heads_to_tokens`: (B, heads/P, N_scene, d) -> (B, heads, N_tile, d).
+    """Ulysses step 2, the inverse of `heads_to_tokens`: (..., heads/P, N_scene, d) -> (..., heads, N_tile, d).
 
     Backward: the inverse all-to-all.
     """
     if ctx.size == 1:
         return x
+    heads, tokens = x.dim() - 3, x.dim() - 2
     counts = [int(n) for n in token_counts]
-    return AllToAllUneven.apply(x, ctx, 2, 1, counts, [x.shape[1]] * ctx.size)
+    return AllToAllUneven.apply(x, ctx, tokens, heads, counts, [x.shape[heads]] * ctx.size)

@@ -9,13 +9,16 @@ with the same spatial rank across spatial groups, which read different scenes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
-from .partition import TilePartition, most_square_grid, parse_grid
-from .partition import partition as _partition
+from .. import distributed
+from .comm import all_gather_uneven
+from .partition import TilePartition, TileRule, most_square_grid, parse_grid
 
 
 def _grids_that_fit(world: int, limit: int = 6) -> list[str]:
@@ -39,6 +42,9 @@ class SpatialContext:
         dp_group: Process group of the data-parallel group (None when dp_size is 1).
         dp_rank: Index of this spatial group (= rank within `dp_group`).
         dp_size: Number of spatial groups (scenes processed at once).
+        device: The device feature maps travel on (the GPU of this process under NCCL, else the CPU).
+        metadata_device: The device small integer collectives travel on: the CPU when the groups have a CPU
+            backend (gloo, ``cpu:gloo,cuda:nccl``), else `device` (NCCL alone).
     """
 
     group: Any = None
@@ -49,28 +55,33 @@ class SpatialContext:
     dp_group: Any = None
     dp_rank: int = 0
     dp_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    metadata_device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
     def trivial(cls) -> SpatialContext:
         """One process, one tile: every communication primitive is the identity."""
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        return cls(global_ranks=(rank,))
+        return cls(global_ranks=(distributed.rank(),))
 
     @classmethod
-    def init(cls, grid: tuple[int, int] | str | None = None) -> SpatialContext:
+    def init(
+        cls, grid: tuple[int, int] | str | None = None, timeout: timedelta | None = None
+    ) -> SpatialContext:
         """Build the mesh from the initialised default process group (collective: call on every rank).
 
         Args:
             grid: Tiles per scene, ``(rows, cols)`` or ``"RxC"``. None: all processes share one scene, in the
                 most square grid (4 -> 2x2, 6 -> 2x3). Otherwise ``rows * cols`` must divide the world size;
                 the quotient is the number of data-parallel groups.
+            timeout: Bound on every collective of the spatial and data-parallel groups; None: the default
+                group's (``init_process_group(timeout=...)``, `rest-hf predict --timeout`).
 
         Raises:
             ValueError: if the grid asks for more processes than are running, or does not divide the world.
         """
         if isinstance(grid, str):
             grid = parse_grid(grid)
-        if not (dist.is_available() and dist.is_initialized()):
+        if not distributed.is_distributed():
             if grid is not None and grid[0] * grid[1] > 1:
                 raise ValueError(
                     f"grid {grid[0]}x{grid[1]} needs {grid[0] * grid[1]} processes, but torch.distributed is not "
@@ -93,11 +104,11 @@ class SpatialContext:
         group = dp_group = None
         # Every rank creates every group, in the same order.
         for g in range(dp if sp > 1 else 0):
-            created = dist.new_group(ranks=list(range(g * sp, (g + 1) * sp)))
+            created = distributed.new_group(range(g * sp, (g + 1) * sp), timeout)
             if g == dp_rank:
                 group = created
         for s in range(sp if dp > 1 else 0):
-            created = dist.new_group(ranks=[g * sp + s for g in range(dp)])
+            created = distributed.new_group([g * sp + s for g in range(dp)], timeout)
             if s == rank:
                 dp_group = created
         if group is not None and dist.get_rank(group) != rank:
@@ -111,6 +122,8 @@ class SpatialContext:
             dp_group=dp_group,
             dp_rank=dp_rank,
             dp_size=dp,
+            device=distributed.communication_device(group),
+            metadata_device=distributed.metadata_device(group),
         )
 
     @property
@@ -159,12 +172,33 @@ class SpatialContext:
         """Global rank of a spatial rank of this group (for point-to-point calls)."""
         return self.global_ranks[spatial_rank]
 
-    def partition(
-        self,
-        height: int,
-        width: int,
-        alignment: int | tuple[int, int] = 1,
-        min_tile: int | tuple[int, int] | None = None,
-    ) -> TilePartition:
-        """Split a `height x width` scene over this grid; the result knows this rank's tile and can gather."""
-        return _partition(height, width, self.grid, self.coord, alignment, min_tile, ctx=self)
+    def partition(self, height: int, width: int, rule: Any) -> TilePartition:
+        """Split a `height x width` scene over this grid into tiles `rule` accepts.
+
+        Args:
+            height: Scene height in pixels.
+            width: Scene width in pixels.
+            rule: The model's `TileRule`, or its config (`RestConfig`; the rule is derived from it), or a
+                model (its config is used). Tiles are aligned and large enough for every layer, so the model
+                never refuses them.
+
+        Returns:
+            The partition; it knows this rank's tile and can `gather` the whole scene.
+
+        Raises:
+            ValueError: if the grid cannot give every tile an aligned tile the model accepts; the message says
+                which grid or scene size would work.
+        """
+        return TileRule.of(rule).partition(height, width, self.grid, self.coord, ctx=self)
+
+    def gather_tiles(self, local: torch.Tensor, part: TilePartition) -> torch.Tensor:
+        """The whole (..., H, W) map of `part` from every rank's tile (see `TilePartition.gather`)."""
+        lead = local.shape[:-2]
+        boxes = part.boxes()
+        sizes = [b.height * b.width for b in boxes]
+        flat = all_gather_uneven(local.reshape(*lead, -1), self, dim=-1, sizes=sizes)
+        pieces = [
+            p.reshape(*lead, b.height, b.width) for p, b in zip(flat.split(sizes, -1), boxes, strict=True)
+        ]
+        rows = [torch.cat(pieces[r * self.cols : (r + 1) * self.cols], dim=-1) for r in range(self.rows)]
+        return torch.cat(rows, dim=-2)

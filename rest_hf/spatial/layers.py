@@ -19,20 +19,41 @@ from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2GRN
 from ..models.modeling_rest import RestBilinearResize
 from .comm import all_reduce_sum, halo_exchange
 from .context import SpatialContext
-from .geometry import gather_layout, gather_layouts
-from .partition import TilePartition
+from .geometry import LayoutBook, gather_layouts
+from .partition import TilePartition, TileRule
 
 
 class SpatialMixin:
-    """Adds the spatial context to a module whose class is switched in place."""
+    """Adds the spatial context (and the model's `LayoutBook`) to a module whose class is switched in place."""
 
     ctx: SpatialContext
+    layouts: LayoutBook
 
     @classmethod
-    def adopt(cls, module: nn.Module, ctx: SpatialContext) -> nn.Module:
-        """Turn `module` (an instance of the parent class) into this spatial twin, keeping its parameters."""
+    def parent(cls) -> type:
+        """The torch / transformers / rest_hf class this twin replaces."""
+        return next(base for base in cls.__bases__ if not issubclass(base, SpatialMixin))
+
+    @classmethod
+    def adopt(cls, module: nn.Module, ctx: SpatialContext, layouts: LayoutBook | None = None) -> nn.Module:
+        """Turn `module` (an instance of exactly the parent class) into this spatial twin, keeping its parameters,
+        buffers and hooks.
+
+        Args:
+            module: The module to switch; a subclass of the parent is refused, since it may compute otherwise.
+            ctx: The spatial context.
+            layouts: The model's layout book (None: layers learn layouts with one all-gather per call).
+
+        Raises:
+            TypeError: if `module` is not an instance of exactly `parent()`.
+        """
+        if type(module) is not cls.parent():
+            raise TypeError(
+                f"{cls.__name__} replaces {cls.parent().__name__} modules, not {type(module).__name__}"
+            )
         module.__class__ = cls
         module.ctx = ctx
+        module.layouts = layouts if layouts is not None else LayoutBook(ctx, TileRule())
         return module
 
     def extra_repr(self) -> str:
@@ -50,9 +71,21 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
     """
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        # Only split axes get a halo; along an axis the grid does not split, the convolution's own zero padding
+        # is the scene's edge (one copy of the tile fewer).
         pad_h, pad_w = self.padding
-        padded = halo_exchange(hidden_state, self.ctx, pad_h, pad_h, pad_w, pad_w, check=False)
-        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        halo_h = pad_h if self.ctx.grid[0] > 1 else 0
+        halo_w = pad_w if self.ctx.grid[1] > 1 else 0
+        padded = halo_exchange(hidden_state, self.ctx, halo_h, halo_h, halo_w, halo_w, check=False)
+        return F.conv2d(
+            padded,
+            self.weight,
+            self.bias,
+            self.stride,
+            (pad_h - halo_h, pad_w - halo_w),
+            self.dilation,
+            self.groups,
+        )
 
 
 class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
@@ -60,15 +93,23 @@ class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
 
     Two all-reduces (sum and count, then the centred sum of squares) rather than one of the raw moments keep
     the variance as accurate as torch's own two-pass computation. `nn.SyncBatchNorm` does not run on CPU.
-    In evaluation the running statistics are used, exactly as in `nn.BatchNorm2d`.
+    In evaluation the running statistics are used, exactly as in `nn.BatchNorm2d`. The pixel count follows from
+    the layout book; `pooled_per_tile` marks a BatchNorm on maps pooled per tile (regional pyramid pooling),
+    where every tile holds a map of the same shape.
     """
+
+    pooled_per_tile: bool = False
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         if not (self.training or self.running_mean is None):
             return super().forward(hidden_state)
         dims = (0, 2, 3)
-        local_count = hidden_state.numel() // hidden_state.shape[1]
-        count = all_reduce_sum(hidden_state.new_tensor([float(local_count)]), self.ctx).detach()
+        if self.pooled_per_tile:  # every tile's map has this very shape (regional pyramid pooling)
+            pixels = hidden_state.shape[2] * hidden_state.shape[3] * self.ctx.size
+        else:
+            layout = self.layouts.layout(*hidden_state.shape[2:], what="BatchNorm input")
+            pixels = layout.height * layout.width
+        count = hidden_state.new_tensor([float(hidden_state.shape[0] * pixels)])
         mean = all_reduce_sum(hidden_state.sum(dims), self.ctx) / count
         centred = hidden_state - mean[None, :, None, None]
         var = all_reduce_sum(centred.square().sum(dims), self.ctx) / count
@@ -111,7 +152,7 @@ class SpatialAdaptiveAvgPool2d(SpatialMixin, nn.AdaptiveAvgPool2d):
         out_h, out_w = (
             (self.output_size, self.output_size) if isinstance(self.output_size, int) else self.output_size
         )
-        layout = gather_layout(self.ctx, *hidden_state.shape[2:], what="pyramid pooling input")
+        layout = self.layouts.layout(*hidden_state.shape[2:], what="pyramid pooling input")
         box = layout.box()
         kwargs = {"dtype": hidden_state.dtype, "device": hidden_state.device}
         row_weights = _bin_matrix(out_h, layout.height, box.top, box.bottom, **kwargs)
@@ -161,21 +202,61 @@ def _interpolate_axis(
 class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     """Bilinear resizing (align_corners=False) of a split map to a split map, in global coordinates.
 
-    Source and target tiles are learnt from every rank's shapes; each rank receives the few source rows and
+    Source and target tiles come from the model's layout book; each rank receives the few source rows and
     columns beyond its tile that its output pixels interpolate from (a halo of 1-2 pixels when upsampling),
-    so tile borders leave no seam.
+    so tile borders leave no seam. When the scene's output size is a whole multiple k of its input size (the
+    decoder's 2x-8x upsamplings and the final 4x of aligned scenes), the halo-padded tile goes through
+    `F.interpolate` itself with `scale_factor=k`: its local output j is then the global output
+    ``k * first_padded_row + j``, the very pixels of the whole scene's `F.interpolate`, and this rank keeps its
+    own rows and columns (a view, no copy). Other ratios use explicit global source indices and weights.
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        source, target = gather_layouts(
-            self.ctx, [tuple(hidden_state.shape[2:]), tuple(size)], ["resize input", "resize output"]
-        )
+        if self.layouts.input is None:
+            source, target = gather_layouts(
+                self.ctx, [tuple(hidden_state.shape[2:]), tuple(size)], ["resize input", "resize output"]
+            )
+        else:
+            source = self.layouts.layout(*hidden_state.shape[2:], what="resize input")
+            target = self.layouts.layout(*size, what="resize output")
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
+        windows = [self._whole_multiple(source, target, axis, *plans[axis][0]) for axis in (0, 1)]
+        if all(w is not None for w in windows):
+            # The zeros halo_exchange adds past the scene's edges must not take part: F.interpolate clamps there.
+            (rows, row_start, row_stop, row_scale), (cols, col_start, col_stop, col_scale) = windows
+            resized = F.interpolate(
+                padded[..., rows, cols],
+                scale_factor=(row_scale, col_scale),
+                mode="bilinear",
+                align_corners=False,
+            )
+            return resized[..., row_start:row_stop, col_start:col_stop]
         for axis, (_, lower, weight, last) in enumerate(plans):
             padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
+
+    def _whole_multiple(
+        self, source: TilePartition, target: TilePartition, axis: int, before: int, after: int
+    ) -> tuple[slice, int, int, float] | None:
+        """Along `axis`: the slice of the halo-padded tile inside the scene, and (first, stop, k) of this rank's
+        output within `F.interpolate(that slice, scale_factor=k)`; None when the scene's output size is not k
+        times its input size (or the window falls outside)."""
+        edges_in = source.row_edges if axis == 0 else source.col_edges
+        edges_out = target.row_edges if axis == 0 else target.col_edges
+        if edges_out[-1] % edges_in[-1]:
+            return None
+        k = edges_out[-1] // edges_in[-1]
+        mine = self.ctx.coord[axis]
+        before_in = before if mine > 0 else 0
+        after_in = after if mine < len(edges_in) - 2 else 0
+        first_source = edges_in[mine] - before_in
+        extent = edges_in[mine + 1] + after_in - first_source
+        start, stop = edges_out[mine] - k * first_source, edges_out[mine + 1] - k * first_source
+        if start < 0 or stop > k * extent:
+            return None
+        return slice(before - before_in, before - before_in + extent), start, stop, float(k)
 
     def _axis_plan(
         self, source: TilePartition, target: TilePartition, axis: int
@@ -204,7 +285,7 @@ class ReplicatedSourceResize(SpatialMixin, RestBilinearResize):
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        target = gather_layout(self.ctx, *size, what="resize output")
+        target = self.layouts.layout(*size, what="resize output")
         box = target.box()
         in_h, in_w = hidden_state.shape[2:]
         rows, row_weight = _source_positions(box.top, box.bottom, in_h, target.height)

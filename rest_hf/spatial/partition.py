@@ -1,6 +1,7 @@
 """Tiles of a scene: where the borders between the processes of a spatial group lie.
 
-Pure arithmetic (no communication, except `TilePartition.gather`). A scene of `height x width` pixels is split
+Pure arithmetic: nothing here communicates or imports the communication code (`TilePartition.gather` asks the
+partition's `SpatialContext` to do it). A scene of `height x width` pixels is split
 into a `rows x cols` grid of tiles; spatial rank `row * cols + col` holds tile `(row, col)`. Interior borders
 sit on multiples of the model's alignment (the total stride at which windows or strides must line up), so
 every layer sees tile borders on its own grid; the last row and column of tiles absorb the remainder, so tiles
@@ -14,9 +15,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 if TYPE_CHECKING:
+    import torch
+
     from .context import SpatialContext
 
 _AXIS_WORDS = {"tall": ("row", "rows", "{k}xC"), "wide": ("column", "columns", "Rx{k}")}
@@ -195,19 +196,7 @@ class TilePartition:
                 f"partition of grid {self.grid} at {self.coord} cannot gather over a context of grid "
                 f"{self.ctx.grid} at {self.ctx.coord}"
             )
-        from .comm import all_gather_uneven
-
-        lead = local.shape[:-2]
-        boxes = self.boxes()
-        flat = all_gather_uneven(
-            local.reshape(*lead, -1), self.ctx, dim=-1, sizes=[b.height * b.width for b in boxes]
-        )
-        pieces = [
-            p.reshape(*lead, b.height, b.width)
-            for p, b in zip(flat.split([b.height * b.width for b in boxes], -1), boxes, strict=True)
-        ]
-        rows = [torch.cat(pieces[r * self.cols : (r + 1) * self.cols], dim=-1) for r in range(self.rows)]
-        return torch.cat(rows, dim=-2)
+        return self.ctx.gather_tiles(local, self)
 
     def scale(self, stride: int, rounding: str = "ceil") -> TilePartition:
         """The partition of a feature map at total stride `stride`.
@@ -259,3 +248,140 @@ def partition(
         coord=tuple(coord),
         ctx=ctx,
     )
+
+
+# ConvNeXt's 7x7 depthwise convolutions need 3 pixels of every neighbour at the deepest stage.
+CONVNEXT_DEEPEST_HALO = 3
+
+
+@dataclass(frozen=True)
+class TileRule:
+    """The tiles a model accepts: one object per model, used by partitioning, inference, training data and the
+    model's own check, so they cannot disagree.
+
+    Attributes:
+        alignment: Interior tile borders are multiples of this (px): the total stride at which windows or
+            strides line up (`RestConfig.spatial_alignment`).
+        min_tile: Smallest side (px) of a tile of a split axis, so every halo fits inside the neighbouring tile.
+        min_input: Smallest side (px) of the whole scene the model accepts (`RestConfig.min_input_size`).
+        rounding: How a tile's extent rounds at stride s in the backbone's feature maps: ``"floor"``
+            (ConvNeXt: unpadded strided convolutions) or ``"ceil"`` (Swin: padded patch embedding and merging).
+        max_stride: The backbone's total stride: feature maps exist at strides 1, 2, 4, ..., max_stride.
+    """
+
+    alignment: int = 1
+    min_tile: int = 1
+    min_input: int = 1
+    rounding: str = "floor"
+    max_stride: int = 1
+
+    def __post_init__(self):
+        if min(self.alignment, self.min_tile, self.min_input, self.max_stride) < 1:
+            raise ValueError(f"every size of a TileRule must be >= 1, got {self}")
+        if self.rounding not in ("floor", "ceil"):
+            raise ValueError(f"rounding must be 'floor' or 'ceil', got {self.rounding!r}")
+
+    @classmethod
+    def from_config(cls, config: Any) -> TileRule:
+        """The rule of a `RestConfig` (read from its fields; this module imports no model code)."""
+        swin = config.backbone_config.model_type == "swin"
+        alignment, stride = int(config.spatial_alignment), int(config.total_stride)
+        return cls(
+            alignment=alignment,
+            min_tile=alignment if swin else max(alignment, CONVNEXT_DEEPEST_HALO * stride),
+            min_input=int(config.min_input_size),
+            rounding="ceil" if swin else "floor",
+            max_stride=stride,
+        )
+
+    @classmethod
+    def of(cls, source: Any) -> TileRule:
+        """A rule from a `TileRule`, a model config, or a model (its `config`)."""
+        if isinstance(source, TileRule):
+            return source
+        config = getattr(source, "config", source)
+        if hasattr(config, "spatial_alignment") and hasattr(config, "backbone_config"):
+            return cls.from_config(config)
+        raise TypeError(
+            f"expected a TileRule, a RestConfig or a model, got {type(source).__name__}; pass model.config"
+        )
+
+    @property
+    def units(self) -> int:
+        """Whole alignment units every tile of a split axis needs."""
+        return max(1, math.ceil(self.min_tile / self.alignment))
+
+    def smallest_split(self, parts: int) -> int:
+        """Smallest side (px) that splits into `parts` tiles this rule accepts."""
+        if parts <= 1:
+            return self.min_input
+        return max(self.min_input, parts * self.units * self.alignment)
+
+    def padded_size(self, height: int, width: int, grid: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+        """The smallest `(height, width)` at least the scene's that the rule accepts on `grid` (scenes large
+        enough keep their size)."""
+        return max(height, self.smallest_split(grid[0])), max(width, self.smallest_split(grid[1]))
+
+    def partition(
+        self,
+        height: int,
+        width: int,
+        grid: tuple[int, int],
+        coord: tuple[int, int] = (0, 0),
+        ctx: SpatialContext | None = None,
+    ) -> TilePartition:
+        """Split a scene into tiles this rule accepts.
+
+        Raises:
+            ValueError: if the scene is smaller than the model accepts or cannot be split over `grid`; the
+                message names the sizes and grids that would work.
+        """
+        for length, axis in ((height, "tall"), (width, "wide")):
+            if length < self.min_input:
+                raise ValueError(
+                    f"scene {length} px {axis} is smaller than the model accepts ({self.min_input} px); pad it "
+                    f"to {self.padded_size(height, width, grid)[0 if axis == 'tall' else 1]} px"
+                )
+        return partition(height, width, grid, coord, self.alignment, self.units * self.alignment, ctx)
+
+    def check(self, layout: TilePartition, what: str = "scene") -> None:
+        """Refuse a layout whose tiles this rule does not accept, naming a partition that works."""
+        for axis, (edges, size, name) in enumerate(
+            ((layout.row_edges, layout.height, "tall"), (layout.col_edges, layout.width, "wide"))
+        ):
+            parts = len(edges) - 1
+            if parts == 1:
+                continue
+            extents = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            misaligned = [e for e in edges[1:-1] if e % self.alignment]
+            if misaligned or min(extents) < self.min_tile:
+                fits = max(1, size // (self.units * self.alignment))
+                hint = f"{fits}x{layout.grid[1]}" if axis == 0 else f"{layout.grid[0]}x{fits}"
+                raise ValueError(
+                    f"{what} {size} px {name} split into tiles of {extents} px: tile borders must be multiples of "
+                    f"{self.alignment} px and tiles at least {self.min_tile} px; split it with "
+                    f"ctx.partition(height, width, model.config), use a grid of at most {hint}, or pad the "
+                    f"scene to {self.smallest_split(parts)} px"
+                )
+
+    def strides(self) -> list[int]:
+        """The strides of the backbone's feature maps: 1, 2, 4, ..., max_stride."""
+        out, stride = [], 1
+        while stride <= self.max_stride:
+            out.append(stride)
+            stride *= 2
+        return out
+
+    def at_stride(self, layout: TilePartition, stride: int) -> TilePartition:
+        """The layout of a feature map at `stride`: every tile's extent divided by `stride`, rounded by the
+        rule (interior tiles are multiples of the alignment, so only the last tiles round)."""
+        round_ = math.ceil if self.rounding == "ceil" else math.floor
+
+        def edges(old: tuple[int, ...]) -> tuple[int, ...]:
+            out = [0]
+            for a, b in zip(old[:-1], old[1:], strict=True):
+                out.append(out[-1] + round_((b - a) / stride))
+            return tuple(out)
+
+        rows, cols = edges(layout.row_edges), edges(layout.col_edges)
+        return replace(layout, height=rows[-1], width=cols[-1], row_edges=rows, col_edges=cols)

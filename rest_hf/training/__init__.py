@@ -25,7 +25,7 @@ from .checkpoint import (
 from .config import TrainConfig, parse_train_config
 from .data import RunData, batches_forever, build_loaders, check_batch_size, load_run_data
 from .evaluation import evaluate
-from .logs import RunLog, peak_memory_mb, read_metrics
+from .logs import RunLog, read_metrics
 from .optim import (
     build_optimizer,
     build_scheduler,
@@ -64,7 +64,6 @@ __all__ = [
     "model_bytes",
     "param_groups",
     "parse_train_config",
-    "peak_memory_mb",
     "read_metrics",
     "remove_partial_writes",
     "save_model_folder",

@@ -27,8 +27,8 @@ from torch import nn
 
 from ..conversion import write_model_folder
 from ..data import DatasetInfo
+from ..distributed import barrier, run_on_main
 from ..hub.card import dataset_names, render_model_card, segmentation_eval_results
-from .distributed import barrier, run_on_main
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.json"

@@ -10,7 +10,6 @@ too small to be split over the grid is padded (bottom/right, ignored pixels) to 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +31,9 @@ from ..data import (
 )
 from ..data.geometry import SampleGeometry
 from ..data.reading import open_raster
-from ..spatial import split_edges
+from ..distributed import run_on_main
+from ..spatial import TileRule
 from .config import TrainConfig
-from .distributed import run_on_main
 
 
 @dataclass
@@ -102,36 +101,29 @@ def augment_config(name: str, num_bands: int) -> AugmentConfig:
     return AugmentConfig.none()
 
 
-def smallest_split(parts: int, alignment: int, min_tile: int) -> int:
-    """Smallest side in pixels that `split_edges` can split into `parts` aligned tiles of at least `min_tile`."""
-    return parts * max(1, math.ceil(min_tile / alignment)) * alignment if parts > 1 else 1
-
-
 def check_grid_fits(
-    size: tuple[int, int], grid: tuple[int, int], alignment: int, min_tile: int, what: str, fix: str
+    size: tuple[int, int], grid: tuple[int, int], rule: TileRule, what: str, fix: str
 ) -> None:
-    """Raise a `ValueError` naming `what`, the sizes that would work and `fix` when `size` cannot be split."""
+    """Raise a `ValueError` naming `what`, the sizes that would work and `fix` when the model's `rule` cannot
+    split `size` over `grid`."""
     for length, parts, axis in ((size[0], grid[0], "tall"), (size[1], grid[1], "wide")):
-        try:
-            split_edges(length, parts, alignment, min_tile, axis)
-        except ValueError as error:
-            need = smallest_split(parts, alignment, min_tile)
+        need = rule.smallest_split(parts)
+        if length < need:
             raise ValueError(
-                f"{what} of {size[0]}x{size[1]} px cannot be split over grid {grid[0]}x{grid[1]}: {error}; {fix} "
-                f"(at least {need} px {axis} for {parts} tiles)"
-            ) from None
+                f"{what} of {size[0]}x{size[1]} px cannot be split over grid {grid[0]}x{grid[1]} (tiles aligned to "
+                f"{rule.alignment} px, at least {rule.min_tile} px each); {fix} (at least {need} px {axis} for "
+                f"{parts} tiles)"
+            )
 
 
 def check_training_samples(
-    config: TrainConfig, data: RunData, alignment: int, min_tile: int, augment: AugmentConfig
+    config: TrainConfig, data: RunData, rule: TileRule, augment: AugmentConfig
 ) -> None:
     """The training samples split over the grid: the crop, or every whole scene at the smallest scale."""
     grid = config.grid_shape
     crop = config.crop_shape
     if crop is not None:
-        check_grid_fits(
-            crop, grid, alignment, min_tile, "crop_size", "use a larger crop_size or a smaller grid"
-        )
+        check_grid_fits(crop, grid, rule, "crop_size", "use a larger crop_size or a smaller grid")
         return
     low = augment.scale_range[0] if augment.scale_range else 1.0
     for record, (height, width) in zip(data.train, data.train_sizes, strict=True):
@@ -141,8 +133,7 @@ def check_training_samples(
         check_grid_fits(
             size,
             grid,
-            alignment,
-            min_tile,
+            rule,
             f"whole training scene {record.name} (at scale {low})",
             "set crop_size, a smaller grid, or a scale range that keeps scenes large enough",
         )
@@ -171,8 +162,7 @@ class WindowedSceneDataset(WholeSceneDataset):
         processor: Any,
         ctx: Any,
         window: int | None,
-        alignment: int,
-        min_tile: int,
+        rule: TileRule,
         min_size: tuple[int, int] = (1, 1),
     ) -> None:
         pieces, piece_records = [], []
@@ -185,7 +175,7 @@ class WindowedSceneDataset(WholeSceneDataset):
             for top, left, h, w in boxes:
                 piece_records.append(record)
                 pieces.append(((height, width), top, left, (max(h, min_size[0]), max(w, min_size[1]))))
-        super().__init__(piece_records, info, processor, ctx, alignment=alignment, min_tile=min_tile)
+        super().__init__(piece_records, info, processor, ctx, tile_rule=rule)
         self.pieces = pieces
 
     def geometry(self, key: Any, scene_size: tuple[int, int] | None = None) -> SampleGeometry:
@@ -197,7 +187,7 @@ class WindowedSceneDataset(WholeSceneDataset):
 
 
 def build_loaders(
-    config: TrainConfig, data: RunData, processor: Any, ctx: Any, alignment: int, min_tile: int
+    config: TrainConfig, data: RunData, processor: Any, ctx: Any, rule: TileRule
 ) -> tuple[DataLoader, SceneSampler, DataLoader | None]:
     """Training loader (with its `SceneSampler`, for resuming) and validation loader (`None` without a split).
 
@@ -205,7 +195,7 @@ def build_loaders(
     batches over every process, while the processes of a spatial group must read the same samples.
     """
     augment = augment_config(config.augment, data.info.num_bands)
-    check_training_samples(config, data, alignment, min_tile, augment)
+    check_training_samples(config, data, rule, augment)
     train_set = WholeSceneDataset(
         data.train,
         data.info,
@@ -214,8 +204,7 @@ def build_loaders(
         crop_size=config.crop_shape,
         augment=augment,
         seed=config.seed,
-        alignment=alignment,
-        min_tile=min_tile,
+        tile_rule=rule,
     )
     sampler = SceneSampler(train_set, ctx, shuffle=True, seed=config.seed)
     if len(sampler) < config.batch_size:
@@ -231,14 +220,12 @@ def build_loaders(
     if not data.val:
         return train_loader, sampler, None
     grid = config.grid_shape
-    min_size = tuple(smallest_split(parts, alignment, min_tile) for parts in grid)
+    min_size = rule.padded_size(1, 1, grid)
     window = config.eval_window
     if window is not None:
-        check_grid_fits(
-            (window, window), grid, alignment, min_tile, "eval_window", "use a larger eval_window"
-        )
+        check_grid_fits((window, window), grid, rule, "eval_window", "use a larger eval_window")
     val_set = WindowedSceneDataset(
-        data.val, data.val_sizes, data.info, processor, ctx, window, alignment, min_tile, min_size
+        data.val, data.val_sizes, data.info, processor, ctx, window, rule, min_size
     )
     # Each data-parallel group validates its own share of the scenes (none twice: the confusion matrices add).
     indices = list(range(ctx.dp_rank, len(val_set), ctx.dp_size))
@@ -264,5 +251,4 @@ __all__ = [
     "check_training_samples",
     "load_run_data",
     "scene_sizes",
-    "smallest_split",
 ]

@@ -8,23 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import torch
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far, in MiB: allocated GPU memory on CUDA, resident memory on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is in KiB on Linux, in bytes on macOS.
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _clean(value: Any) -> Any:
@@ -85,4 +72,4 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-__all__ = ["RunLog", "peak_memory_mb", "read_metrics"]
+__all__ = ["RunLog", "read_metrics"]

@@ -4,7 +4,9 @@ clipping, AdamW, the schedule.
 The model is never wrapped in `DistributedDataParallel` (nor passed to `accelerator.prepare`): DDP would
 all-reduce (average) gradients over every process, but a spatial group's processes hold *parts* of one sample's
 gradient, which must be *summed* over the group and only averaged across data-parallel groups.
-`reduce_spatial_gradients` does exactly that, once per optimizer step, after the last micro-batch. Accelerate
+A `GradientReducer` does exactly that during the backward of the last micro-batch (bucketed all-reduces in a
+fixed order, overlapped with the backward pass, like DDP); without one, `reduce_spatial_gradients` does it after
+that backward. Accelerate
 still provides autocast, loss scaling (fp16), the accumulation counter and the optimizer wrapper that skips the
 step on micro-batches.
 """
@@ -16,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ..spatial import SpatialContext, reduce_spatial_gradients
+from ..distributed import all_reduce_
+from ..spatial import GradientReducer, SpatialContext, reduce_spatial_gradients
 
 
 @dataclass
@@ -60,6 +62,7 @@ def train_step(
     scheduler: Any,
     accelerator: Any,
     grad_clip: float = 0.0,
+    reducer: GradientReducer | None = None,
 ) -> StepResult:
     """Run one optimizer step over `micro_batches` (as many as `accelerator.gradient_accumulation_steps`).
 
@@ -72,6 +75,8 @@ def train_step(
         scheduler: The learning-rate scheduler (not prepared: accelerate would step it once per process).
         accelerator: An `accelerate.Accelerator` (autocast, loss scaling, accumulation).
         grad_clip: Maximum global gradient norm; 0 measures the norm without clipping.
+        reducer: The model's `GradientReducer` (overlaps the gradient reduction with backward); None reduces
+            after backward.
 
     Returns:
         A `StepResult`, identical on every process.
@@ -108,8 +113,7 @@ def train_step(
         )
     loss = torch.stack(losses).mean()
     if ctx.dp_size > 1:
-        dist.all_reduce(loss, group=ctx.dp_group)
-        loss /= ctx.dp_size
+        all_reduce_(loss, ctx.dp_group, mean=True)
     samples = sum(int(b["pixel_values"].shape[0]) for b in micro_batches)
     pixels = sum(int(b["pixel_values"].shape[0]) * math.prod(b["sample_size"]) for b in micro_batches)
     return StepResult(

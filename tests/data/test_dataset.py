@@ -21,7 +21,7 @@ from rest_hf.data import (
 )
 from rest_hf.data.geometry import resize_whole
 from rest_hf.data.reading import open_raster
-from rest_hf.spatial import SpatialContext
+from rest_hf.spatial import SpatialContext, TileRule
 
 FULL = AugmentConfig(photometric_prob=1.0)  # every augmentation, every photometric jitter
 
@@ -177,7 +177,14 @@ def test_tiles_reassemble_the_one_process_sample_exactly(build, grid, augment, c
     whole = WholeSceneDataset(records, info, RestImageProcessor(), crop_size=crop, augment=augment, seed=5)
     tiled = [
         WholeSceneDataset(
-            records, info, RestImageProcessor(), ctx, crop, augment, seed=5, alignment=alignment
+            records,
+            info,
+            RestImageProcessor(),
+            ctx,
+            crop,
+            augment,
+            seed=5,
+            tile_rule=TileRule(alignment=alignment),
         )
         for ctx in contexts(grid)
     ]
@@ -210,7 +217,7 @@ def test_tiles_read_only_their_own_window(build, monkeypatch):
 
     monkeypatch.setattr(RasterSource, "read_masked", spy)
     for ctx in contexts((2, 2)):
-        WholeSceneDataset(records, info, RestImageProcessor(), ctx, alignment=16)[0]
+        WholeSceneDataset(records, info, RestImageProcessor(), ctx, tile_rule=TileRule(alignment=16))[0]
     assert sorted(reads) == [(0, 0, 32, 32), (0, 32, 32, 32), (32, 0, 32, 32), (32, 32, 32, 32)]
 
 
@@ -274,7 +281,7 @@ def test_grid_that_does_not_fit_the_crop_is_refused_with_the_scene_named(build):
         None,
         ctx,
         crop_size=32,
-        alignment=16,
+        tile_rule=TileRule(alignment=16),
     )
     with pytest.raises(ValueError, match=r"sample train_0 of 32x32 px cannot be split over grid \(1, 4\)"):
         dataset[0]
@@ -314,7 +321,13 @@ def test_dataset_pickles_without_the_process_group(build):
         contexts((1, 2))[1], group=lambda: None
     )  # a lambda stands for a process group: not picklable
     dataset = WholeSceneDataset(
-        records, dataset_info("glh-water"), RestImageProcessor(), ctx, 32, FULL, alignment=8
+        records,
+        dataset_info("glh-water"),
+        RestImageProcessor(),
+        ctx,
+        32,
+        FULL,
+        tile_rule=TileRule(alignment=8),
     )
     copy = pickle.loads(pickle.dumps(dataset))
     a, b = dataset[SampleKey(1, 2, 0)], copy[SampleKey(1, 2, 0)]

@@ -7,7 +7,7 @@ import torch.distributed as dist
 
 from rest_hf import RestImageProcessor
 from rest_hf.data import AugmentConfig, SceneSampler, WholeSceneDataset, dataset_info, scan_layout
-from rest_hf.spatial import SpatialContext
+from rest_hf.spatial import SpatialContext, TileRule
 from tests.multiprocess import run_in_processes
 
 AUGMENT = AugmentConfig(scale_range=(0.6, 1.7), photometric_prob=1.0)
@@ -21,7 +21,9 @@ def _check_sample_groups(rank, nprocs, root):
 def _check_sample_group(rank, nprocs, root, ctx, crop):
     info = dataset_info("glh-water", root)
     records = scan_layout(root, "glh-water")
-    tiled = WholeSceneDataset(records, info, RestImageProcessor(), ctx, crop, AUGMENT, seed=3, alignment=8)
+    tiled = WholeSceneDataset(
+        records, info, RestImageProcessor(), ctx, crop, AUGMENT, seed=3, tile_rule=TileRule(alignment=8)
+    )
     whole = WholeSceneDataset(records, info, RestImageProcessor(), None, crop, AUGMENT, seed=3)
     sampler = SceneSampler(tiled, ctx, seed=1)
     for epoch in (0, 1):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rest_hf.inference import feather_weights, padded_size, stride_for, window_grid, window_starts
+from rest_hf.inference import feather_weights, stride_for, window_grid, window_starts
+from rest_hf.spatial import TileRule
 
 
 @pytest.mark.parametrize(
@@ -76,4 +77,5 @@ def test_one_window_covering_the_scene_has_weight_exactly_one():
 def test_padded_size_is_the_smallest_size_the_model_and_grid_accept(
     size, grid, alignment, min_tile, min_input, expected
 ):
-    assert padded_size(*size, grid, alignment, min_tile, min_input) == expected
+    rule = TileRule(alignment=alignment, min_tile=min_tile, min_input=min_input)
+    assert rule.padded_size(*size, grid) == expected

@@ -15,8 +15,7 @@ import torch
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.models.swin.modeling_swin import SwinStage
 
-from rest_hf.spatial import SpatialContext, parallelize_spatial, spatial_min_tile
-from rest_hf.spatial.loss import reduce_spatial_gradients
+from rest_hf.spatial import SpatialContext, parallelize_spatial, reduce_spatial_gradients
 from tests.models.tiny import NUM_LABELS, VARIANT_IDS, VARIANTS, tiny_rest
 from tests.multiprocess import run_in_processes
 
@@ -128,7 +127,7 @@ def _checkpointed_split_step_matches_whole_scene(rank: int, world_size: int) -> 
         parallelize_spatial(model, ctx)
         enable_checkpointing(model)
         calls = first_submodule_calls(model)
-        part = ctx.partition(height, width, model.config.spatial_alignment, spatial_min_tile(model.config))
+        part = ctx.partition(height, width, model.config)
         loss, _ = step(model, part.local(pixels), part.local(labels))
         reduce_spatial_gradients(model, ctx)
         where = f"{name} on grid 1x2, rank {rank}"
@@ -149,7 +148,7 @@ def test_checkpointing_on_a_split_scene_gives_the_whole_scene_gradients():
 def _split_scene_refuses_interaction_weights(rank: int, world_size: int) -> None:
     ctx = SpatialContext.init(grid=(1, 2))
     model = parallelize_spatial(tiny_rest("convnextv2", [1]).eval(), ctx)
-    part = ctx.partition(64, 230, model.config.spatial_alignment, spatial_min_tile(model.config))
+    part = ctx.partition(64, 230, model.config)
     pixels = part.local(torch.randn(1, 3, 64, 230, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
         assert model(pixels).logits.shape[2:] == pixels.shape[2:]

@@ -23,6 +23,7 @@ from rest_hf.spatial.comm import (
     tokens_to_heads,
 )
 from rest_hf.spatial.context import SpatialContext
+from rest_hf.spatial.partition import TileRule
 from tests.multiprocess import run_in_processes
 
 DT = torch.float64
@@ -44,7 +45,7 @@ def check_halo(
     ctx: SpatialContext, height: int, width: int, alignment: int, widths, lead=(2, 3), dtype=DT, seed=0
 ):
     top, bottom, left, right = widths
-    part = ctx.partition(height, width, alignment)
+    part = ctx.partition(height, width, TileRule(alignment=alignment))
     whole = _leaf(_rand(seed, *lead, height, width, dtype=dtype))
     x = _leaf(part.local(whole))
     y = halo_exchange(x, ctx, top, bottom, left, right)
@@ -64,7 +65,7 @@ def check_halo(
 
 
 def check_halo_errors(ctx: SpatialContext, height: int, width: int):
-    part = ctx.partition(height, width, 2)
+    part = ctx.partition(height, width, TileRule(alignment=2))
     x = part.local(torch.zeros(1, height, width, dtype=DT))
     rows, cols = ctx.grid
     if rows > 1:
@@ -90,7 +91,7 @@ def check_halo_errors(ctx: SpatialContext, height: int, width: int):
 def check_roll(
     ctx: SpatialContext, height: int, width: int, alignment: int, shifts, channels_last: bool, seed=0
 ):
-    part = ctx.partition(height, width, alignment)
+    part = ctx.partition(height, width, TileRule(alignment=alignment))
     whole = _leaf(_rand(seed, 2, 3, height, width))
     dims = (-2, -1)
     if channels_last:  # (B, H, W, C) as in Swin
@@ -110,7 +111,7 @@ def check_roll(
 
 
 def check_roll_errors(ctx: SpatialContext, height: int, width: int):
-    part = ctx.partition(height, width, 2)
+    part = ctx.partition(height, width, TileRule(alignment=2))
     x = part.local(torch.zeros(1, height, width, dtype=DT))
     for axis in (0, 1):
         if ctx.grid[axis] == 1:
@@ -171,7 +172,7 @@ def check_all_gather(ctx: SpatialContext, seed=0):
 
 
 def check_partition_gather(ctx: SpatialContext, height: int, width: int, seed=0):
-    part = ctx.partition(height, width, 2)
+    part = ctx.partition(height, width, TileRule(alignment=2))
     whole = _rand(seed, 2, height, width)
     x = _leaf(part.local(whole))
     gathered = part.gather(x)
@@ -278,5 +279,5 @@ def test_single_process_is_the_local_op():
     assert all_gather_uneven(x, ctx, dim=1) is x
     counts, same = heads_to_tokens(x.reshape(1, 2, 5, 6), ctx)
     assert counts == (5,) and tokens_to_heads(same, ctx, counts).shape == (1, 2, 5, 6)
-    part = ctx.partition(5, 6)
+    part = ctx.partition(5, 6, TileRule())
     assert part.gather(part.local(x)) is not None and torch.equal(part.gather(part.local(x)), x)

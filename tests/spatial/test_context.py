@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from rest_hf.spatial.context import SpatialContext, _grids_that_fit
+from rest_hf.spatial.partition import TileRule
 from tests.multiprocess import run_in_processes
 
 
@@ -27,7 +28,7 @@ def test_trivial_context_without_distributed():
             and ctx.neighbour(0, -1) is None
             and ctx.neighbour(1, 1, wrap=True) == 0
         )
-        part = ctx.partition(300, 200, alignment=224)
+        part = ctx.partition(300, 200, TileRule(alignment=224))
         assert part.row_edges == (0, 300) and part.col_edges == (0, 200) and part.ctx is ctx
 
 
@@ -57,7 +58,7 @@ def test_neighbours_and_flags_of_a_grid():
     assert ctx.neighbour(1, 0) is None and ctx.neighbour(0, -1) is None
     assert ctx.neighbour(1, 0, wrap=True) == 0 and ctx.neighbour(0, -1, wrap=True) == 5
     assert ctx.global_rank_of(4) == 4
-    part = ctx.partition(100, 90, alignment=10)
+    part = ctx.partition(100, 90, TileRule(alignment=10))
     assert part.coord == (1, 0) and part.box().top == 50 and part.box().width == 30
 
 

@@ -29,6 +29,7 @@ from rest_hf.spatial.layers import (
     SpatialGRN,
 )
 from rest_hf.spatial.loss import SpatialSegmentationLoss
+from rest_hf.spatial.partition import TileRule
 from rest_hf.spatial.swin import SpatialSwinLayer
 from tests.multiprocess import run_in_processes
 
@@ -73,7 +74,7 @@ def _map_cases(ctx: SpatialContext, height: int, width: int, alignment: int):
     """Whole (B, C, H, W) fp64 input and this rank's partition."""
     torch.manual_seed(0)
     whole = torch.randn(2, 6, height, width, dtype=torch.float64)
-    return whole, ctx.partition(height, width, alignment)
+    return whole, ctx.partition(height, width, TileRule(alignment=alignment))
 
 
 def _check_map_layers(ctx: SpatialContext) -> None:
@@ -123,7 +124,7 @@ def _check_map_layers(ctx: SpatialContext) -> None:
 def _check_resizes(ctx: SpatialContext) -> None:
     # Source maps at stride 4 of a scene whose last tile is uneven; targets at stride 2 and 1 and odd ratios.
     scene_h, scene_w = 4 * 23, 4 * 29
-    source_part = ctx.partition(23, 29, alignment=4)
+    source_part = ctx.partition(23, 29, TileRule(alignment=4))
     torch.manual_seed(0)
     whole = torch.randn(1, 3, 23, 29, dtype=torch.float64)
     for target in ((46, 58), (scene_h, scene_w), (47, 61)):
@@ -150,7 +151,7 @@ def _check_resizes(ctx: SpatialContext) -> None:
         )
 
     pooled = torch.randn(2, 3, 6, 6, dtype=torch.float64)
-    target_part = ctx.partition(23, 29, alignment=4)
+    target_part = ctx.partition(23, 29, TileRule(alignment=4))
     box = target_part.box()
     plain = RestBilinearResize()
     replicated = ReplicatedSourceResize.adopt(RestBilinearResize(), ctx)
@@ -199,7 +200,7 @@ def _check_swin(ctx: SpatialContext) -> None:
     config = SwinConfig(embed_dim=8, window_size=3, num_heads=[2], depths=[2], drop_path_rate=0.0)
     torch.manual_seed(0)
     height, width = 14, 17
-    part = ctx.partition(height, width, alignment=3)
+    part = ctx.partition(height, width, TileRule(alignment=3))
     for shift in (0, 1):
         layer = SwinLayer(
             config, dim=8, input_resolution=(height, width), num_heads=2, shift_size=shift
@@ -261,7 +262,7 @@ def _check_attention(ctx: SpatialContext) -> None:
 
 def _check_loss(ctx: SpatialContext) -> None:
     torch.manual_seed(0)
-    part = ctx.partition(11, 13, alignment=1)
+    part = ctx.partition(11, 13, TileRule(alignment=1))
     logits = torch.randn(2, 4, 11, 13, dtype=torch.float64)
     labels = torch.randint(0, 4, (2, 11, 13))
     labels[:, :3] = 255

@@ -13,9 +13,7 @@ import pytest
 import torch
 
 from rest_hf import RestConfig, RestForSemanticSegmentation
-from rest_hf.spatial import SpatialContext, parallelize_spatial
-from rest_hf.spatial.loss import reduce_spatial_gradients
-from rest_hf.spatial.parallelize import spatial_min_tile
+from rest_hf.spatial import SpatialContext, parallelize_spatial, reduce_spatial_gradients
 from tests.multiprocess import run_in_processes
 
 # (preset, scene height, scene width) per grid; sizes leave uneven last tiles.
@@ -56,9 +54,7 @@ def _check_training_step(ctx: SpatialContext, preset: str, height: int, width: i
     expected.loss.backward()
 
     parallelize_spatial(model, ctx)
-    part = ctx.partition(
-        height, width, model.config.spatial_alignment, min_tile=spatial_min_tile(model.config)
-    )
+    part = ctx.partition(height, width, model.config)
     local = part.local(pixels).clone().requires_grad_()
     output = model(pixel_values=local, labels=part.local(labels))
     where = f"{preset} grid {ctx.grid} scene {height}x{width}"
@@ -113,7 +109,7 @@ def _check_regional(rank: int, world_size: int) -> None:
     pixels, _ = scene(64, 128)
     exact = parallelize_spatial(copy.deepcopy(model), ctx, mode="exact")
     regional = parallelize_spatial(model, ctx, mode="regional")
-    part = ctx.partition(64, 128, model.config.spatial_alignment)
+    part = ctx.partition(64, 128, model.config)
     with torch.no_grad():
         regional_logits = regional(pixel_values=part.local(pixels)).logits
         exact_logits = exact(pixel_values=part.local(pixels)).logits

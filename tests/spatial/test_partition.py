@@ -10,6 +10,7 @@ from rest_hf.spatial.context import SpatialContext
 from rest_hf.spatial.partition import (
     TileBox,
     TilePartition,
+    TileRule,
     most_square_grid,
     parse_grid,
     partition,
@@ -145,7 +146,7 @@ def test_partition_per_axis_alignment_and_validation():
 
 
 def test_gather_single_process_is_identity():
-    part = SpatialContext.trivial().partition(9, 7)
+    part = SpatialContext.trivial().partition(9, 7, TileRule())
     x = torch.randn(2, 9, 7)
     assert torch.equal(part.gather(part.local(x)), x)
     with pytest.raises(ValueError, match="tile"):

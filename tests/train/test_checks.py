@@ -16,6 +16,7 @@ import pytest
 
 from rest_hf import RestConfig
 from rest_hf.data import dataset_info, scan_layout
+from rest_hf.spatial import TileRule
 from rest_hf.training import (
     TrainConfig,
     check_batch_size,
@@ -77,10 +78,10 @@ def test_crop_that_the_grid_cannot_split_is_refused_with_a_fix(dataset):
         ValueError, match=r"crop_size of 64x64 px cannot be split over grid 1x2.*at least 128 px wide"
     ):
         check_training_samples(
-            config(dataset, crop_size="64", grid="1x2"), data, 64, 64, augment_config("rest", 3)
+            config(dataset, crop_size="64", grid="1x2"), data, TileRule(64, 64), augment_config("rest", 3)
         )
     check_training_samples(
-        config(dataset, crop_size="64x128", grid="1x2"), data, 64, 64, augment_config("rest", 3)
+        config(dataset, crop_size="64x128", grid="1x2"), data, TileRule(64, 64), augment_config("rest", 3)
     )
 
 
@@ -89,13 +90,13 @@ def test_whole_scenes_too_small_at_the_lowest_scale_are_named(dataset):
     data = RunData(str(dataset), None, records, [(256, 256)] * 3, [], [])
     with pytest.raises(ValueError, match=r"whole training scene train_0000 \(at scale 0.5\) of 128x128 px"):
         check_training_samples(
-            config(dataset, crop_size="none", grid="1x3"), data, 64, 64, augment_config("rest", 3)
+            config(dataset, crop_size="none", grid="1x3"), data, TileRule(64, 64), augment_config("rest", 3)
         )
 
 
 def test_grid_fits_message_names_the_axis():
     with pytest.raises(ValueError, match=r"at least 192 px tall for 3 tiles"):
-        check_grid_fits((128, 512), (3, 1), 64, 64, "eval_window", "use a larger eval_window")
+        check_grid_fits((128, 512), (3, 1), TileRule(64, 64), "eval_window", "use a larger eval_window")
 
 
 def test_batch_of_one_is_refused_for_the_upernet_decoder():
@@ -109,9 +110,9 @@ def test_batch_of_one_is_refused_for_the_upernet_decoder():
 def test_validation_windows_cover_large_scenes_and_pad_small_ones(dataset, make_geotiff):
     info = dataset_info("folder", dataset, "train")
     records = scan_layout(dataset, "folder", "val")
-    windows = WindowedSceneDataset(records * 2, [(64, 64), (64, 64)], info, None, None, 32, 1, 1)
+    windows = WindowedSceneDataset(records * 2, [(64, 64), (64, 64)], info, None, None, 32, TileRule())
     assert len(windows) == 8
-    whole = WindowedSceneDataset(records, [(64, 64)], info, None, None, None, 64, 64, (128, 64))
+    whole = WindowedSceneDataset(records, [(64, 64)], info, None, None, None, TileRule(64, 64), (128, 64))
     piece, scene = windows[5], whole[0]
     assert piece["sample_size"] == (32, 32) and scene["sample_size"] == (128, 64)
     np.testing.assert_array_equal(piece["labels"], scene["labels"][:32, 32:64])  # 2nd scene, top-right window

@@ -13,7 +13,7 @@ import torch
 from accelerate import Accelerator
 
 from rest_hf import RestConfig, RestForSemanticSegmentation
-from rest_hf.spatial import SpatialContext, parallelize_spatial, spatial_min_tile
+from rest_hf.spatial import GradientReducer, SpatialContext, parallelize_spatial
 from rest_hf.training import build_optimizer, build_scheduler, train_step
 from tests.multiprocess import run_in_processes
 
@@ -48,8 +48,10 @@ def scenes() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def train(ctx: SpatialContext | None, accelerator: Accelerator, checkpointing: bool = False):
     """Losses and final weights of 3 steps; `ctx=None`: the whole scenes in this process."""
     model = tiny_model()
+    reducer = None
     if ctx is not None:
         parallelize_spatial(model, ctx)
+        reducer = GradientReducer(model, ctx, bucket_mb=0.05)  # several buckets, overlapped with backward
     if checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
@@ -60,13 +62,18 @@ def train(ctx: SpatialContext | None, accelerator: Accelerator, checkpointing: b
     losses = []
     for pixels, labels in scenes():
         if ctx is not None:
-            part = ctx.partition(
-                HEIGHT, WIDTH, model.config.spatial_alignment, spatial_min_tile(model.config)
-            )
+            part = ctx.partition(HEIGHT, WIDTH, model.config)
             pixels, labels = part.local(pixels), part.local(labels)
         batch = {"pixel_values": pixels, "labels": labels, "sample_size": (HEIGHT, WIDTH)}
         result = train_step(
-            model, [batch], ctx or SpatialContext.trivial(), optimizer, scheduler, accelerator, grad_clip=0.5
+            model,
+            [batch],
+            ctx or SpatialContext.trivial(),
+            optimizer,
+            scheduler,
+            accelerator,
+            grad_clip=0.5,
+            reducer=reducer,
         )
         losses.append(result.loss)
     return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
