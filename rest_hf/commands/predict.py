@@ -160,6 +160,8 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
     """Output paths of every input; refuses duplicate names and outputs that would replace an input."""
     from ..cli import CommandError
 
+    if not args.output.strip():
+        raise CommandError("-o is empty: give the label raster's file name (or a folder ending in /)")
     inputs = [Path(p) for p in args.inputs]
     out = Path(args.output)
     as_folder = len(inputs) > 1 or out.is_dir() or args.output.endswith(("/", os.sep))
@@ -227,13 +229,14 @@ def run(args: argparse.Namespace) -> int:
         created = init_distributed(device, args.timeout)
     except Exception as error:
         raise CommandError(f"cannot join the process group: {' '.join(str(error).split())}") from None
-    # torchrun stops the other processes with SIGTERM when one fails: raise instead of dying on the spot, so
-    # the scene being written is aborted and no temporary file is left behind.
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # torchrun stops the other processes with SIGTERM when one fails, and a closed terminal sends SIGHUP: raise
+    # instead of dying on the spot, so the scene being written is aborted and no temporary file is left behind.
+    previous = {sig: signal.signal(sig, _terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return _run(args, plans, bands, device, dtype)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if created:
             destroy_distributed()
 
@@ -303,6 +306,8 @@ def _run(args, plans, bands, device, dtype) -> int:
     if failure is not None:
         return refuse(failure)
 
+    if is_root:  # SIGKILL gives no chance to clean up: the temporaries of killed runs go on the next one
+        _remove_stale_temporaries(plans)
     mine = plans[ctx.dp_rank :: ctx.dp_size]
     baseline = peak_memory_bytes(device)  # imports and the model: the scenes' own memory is the rest
     start = time.perf_counter()
@@ -376,6 +381,20 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     )
     record["notes"].extend(result.notes)
     return record
+
+
+def _remove_stale_temporaries(plans: list[ScenePlan]) -> None:
+    from ..io.writer.temporary import remove_stale_temporaries
+
+    folders = [p.parent for plan in plans for p in (plan.labels, plan.probabilities, plan.preview) if p]
+    removed = remove_stale_temporaries(folders)
+    if removed:
+        print(
+            f"rest-hf predict: removed {len(removed)} temporary file{'s' if len(removed) != 1 else ''} left by a "
+            f"killed run ({removed[0]}{', ...' if len(removed) > 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _writer(plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace) -> Any:
