@@ -12,20 +12,24 @@ import numpy as np
 
 from .errors import RasterReadError, gdal_detail, quiet_georeferencing
 
-__all__ = ["GeoReference", "RasterSource", "valid_mask_from_array"]
+__all__ = ["IMPLAUSIBLE", "GeoReference", "RasterSource", "valid_mask_from_array"]
 
 
 @dataclass(frozen=True)
 class GeoReference:
     """Size and georeferencing of a raster grid: what an output needs to line up with its input.
 
-    `crs` is None (and `transform` the identity) for images without georeferencing (PNG, JPEG).
+    `crs` is None (and `transform` the identity) for images without georeferencing (PNG, JPEG). A scene
+    georeferenced only by ground control points has `gcps` = (points, their CRS) instead, and `rpcs` holds
+    rational polynomial coefficients where the scene has them; outputs copy both.
     """
 
     height: int
     width: int
     crs: Any = None
     transform: Any = None
+    gcps: Any = None
+    rpcs: Any = None
 
     @classmethod
     def of(cls, obj: Any) -> GeoReference:
@@ -34,7 +38,12 @@ class GeoReference:
             return obj
         try:
             return cls(
-                int(obj.height), int(obj.width), getattr(obj, "crs", None), getattr(obj, "transform", None)
+                int(obj.height),
+                int(obj.width),
+                getattr(obj, "crs", None),
+                getattr(obj, "transform", None),
+                getattr(obj, "gcps", None),
+                getattr(obj, "rpcs", None),
             )
         except AttributeError as error:
             raise TypeError(
@@ -43,17 +52,22 @@ class GeoReference:
 
     @property
     def is_georeferenced(self) -> bool:
-        return self.crs is not None
+        return self.crs is not None or self.gcps is not None
 
 
 def _is_remote(path: str) -> bool:
     return path.startswith("/vsi") or "://" in path
 
 
+IMPLAUSIBLE = 1e30
+"""Float pixel values beyond +-1e30 are invalid: no sensor measures them, and they are how untagged fill values
+look (-3.4e38, the float32 limit, is the usual one); normalised, they would overflow the network to NaN."""
+
+
 def valid_mask_from_array(
     array: np.ndarray, nodata: float | Sequence[float | None] | None = None
 ) -> np.ndarray:
-    """(h, w) bool: False where ANY band is NaN or equals its nodata value.
+    """(h, w) bool: False where ANY band is NaN, +-inf, beyond +-`IMPLAUSIBLE`, or equals its nodata value.
 
     Args:
         array: (C, h, w) or (h, w) pixel values.
@@ -74,7 +88,8 @@ def valid_mask_from_array(
     is_float = np.issubdtype(array.dtype, np.floating)
     for band, value in zip(array, values, strict=True):
         if is_float:
-            valid &= ~np.isnan(band)
+            with np.errstate(invalid="ignore"):
+                valid &= np.abs(band) <= IMPLAUSIBLE  # False for NaN and +-inf too
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             valid &= band != value
     return valid
@@ -86,8 +101,9 @@ class RasterSource:
     Args:
         path: the raster file.
         bands: 1-based band indices to read, in this order (like rasterio); None reads all bands.
-        mask_alpha: when the file has an alpha band (e.g. an RGBA GeoTIFF), pixels whose alpha is 0 are also
-            invalid in `valid_mask` (whether or not the alpha band is among `bands`).
+        mask_alpha: when the file has an alpha band (e.g. an RGBA GeoTIFF) or a GDAL mask (internal or
+            `.msk`), pixels whose alpha or mask is 0 are also invalid in `valid_mask` (whether or not the alpha
+            band is among `bands`).
 
     Attributes:
         path, height, width, count (number of selected bands), bands (tuple of 1-based indices), dtype
@@ -148,6 +164,13 @@ class RasterSource:
                     )
             selected = tuple(int(b) for b in selected)
         self.bands: tuple[int, ...] = selected
+        complex_bands = [b for b in selected if str(ds.dtypes[b - 1]).startswith("complex")]
+        if complex_bands:
+            raise RasterReadError(
+                f"{self.path} has complex pixels ({ds.dtypes[complex_bands[0] - 1]}, band {complex_bands[0]}); "
+                "the model needs real values: convert the scene first (e.g. its amplitude with gdal_calc.py "
+                "or gdal_translate -ot Float32 of a real band)"
+            )
         dtypes = [np.dtype(ds.dtypes[b - 1]) for b in selected]
         self.dtype: np.dtype = np.result_type(*dtypes)
         self.nodatavals: tuple[float | None, ...] = tuple(ds.nodatavals[b - 1] for b in selected)
@@ -158,6 +181,22 @@ class RasterSource:
                 if interp == ColorInterp.alpha:
                     self._alpha_band = index
                     break
+        self._mask_bands = self._gdal_mask_bands() if mask_alpha else ()
+
+    def _gdal_mask_bands(self) -> tuple[int, ...]:
+        """Selected bands whose validity GDAL holds in a mask (an internal or `.msk` mask), beyond the nodata
+        values and the alpha band read here; one band stands for all when the mask is per dataset."""
+        from rasterio.enums import MaskFlags
+
+        bands = []
+        for band in self.bands:
+            flags = set(self._ds.mask_flag_enums[band - 1])
+            if flags & {MaskFlags.all_valid, MaskFlags.nodata, MaskFlags.alpha}:
+                continue  # nothing beyond nodata and alpha, which `valid_mask_from_array` and alpha handle
+            if MaskFlags.per_dataset in flags:
+                return (band,)
+            bands.append(band)
+        return tuple(bands)
 
     # ------------------------------------------------------------ properties
     @property
@@ -190,17 +229,28 @@ class RasterSource:
         return self._ds.transform
 
     @property
+    def gcps(self) -> Any:
+        """(ground control points, their CRS) of a scene georeferenced by GCPs, else None."""
+        points, crs = self._ds.gcps
+        return (points, crs) if points else None
+
+    @property
+    def rpcs(self) -> Any:
+        """Rational polynomial coefficients of the scene, or None."""
+        return self._ds.rpcs
+
+    @property
     def alpha_band(self) -> int | None:
         """1-based index of the file's alpha band used for masking, or None."""
         return self._alpha_band
 
     @property
     def georef(self) -> GeoReference:
-        return GeoReference(self.height, self.width, self.crs, self.transform)
+        return GeoReference(self.height, self.width, self.crs, self.transform, self.gcps, self.rpcs)
 
     @property
     def is_georeferenced(self) -> bool:
-        return self.crs is not None
+        return self.crs is not None or self.gcps is not None
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -333,6 +383,28 @@ class RasterSource:
                 alpha_dtype = np.dtype(self._ds.dtypes[self._alpha_band - 1])
                 alpha = self._read_bands([self._alpha_band], top, left, height, width, 0, alpha_dtype)[0]
             valid &= alpha != 0
+        if self._mask_bands:
+            valid &= self._read_masks(top, left, height, width)
+        return valid
+
+    def _read_masks(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """(height, width) bool from GDAL's masks of `_mask_bands` over the window (outside: False)."""
+        from rasterio.windows import Window
+
+        valid = np.zeros((height, width), dtype=bool)
+        r0, r1 = max(top, 0), min(top + height, self.height)
+        c0, c1 = max(left, 0), min(left + width, self.width)
+        if r1 <= r0 or c1 <= c0:
+            return valid
+        try:
+            with quiet_georeferencing():
+                masks = self._ds.read_masks(list(self._mask_bands), window=Window(c0, r0, c1 - c0, r1 - r0))
+        except Exception as error:
+            raise RasterReadError(
+                f"failed to read the mask of {self._describe(top, left, height, width)} from {self.path}: "
+                f"{gdal_detail(error)}"
+            ) from error
+        valid[r0 - top : r1 - top, c0 - left : c1 - left] = (masks != 0).all(axis=0)
         return valid
 
     def read_masked(
@@ -346,8 +418,9 @@ class RasterSource:
     def valid_mask(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         """(height, width) bool: True where every selected band holds data.
 
-        False where ANY selected band equals its nodata value or is NaN (float bands), where the alpha band is 0
-        (if the file has one and `mask_alpha`), and outside the scene. A file without nodata: only NaN (and
+        GDAL's mask rules: False where ANY selected band equals its nodata value, is NaN, +-inf or beyond
+        +-`IMPLAUSIBLE` (float bands), where the alpha band is 0 or GDAL's mask (internal, `.msk`) is 0 (if
+        `mask_alpha`), and outside the scene. A file without nodata: only NaN (and
         alpha) count. Use `read_masked` to get the pixels and the mask from one read.
         """
         return self.read_masked(top, left, height, width)[1]

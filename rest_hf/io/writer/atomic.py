@@ -125,6 +125,8 @@ class _AtomicGeoTIFFWriter:
         geo = GeoReference.of(like)
         self.height, self.width = geo.height, geo.width
         self.crs, self.transform = geo.crs, geo.transform
+        self.gcps = geo.gcps if geo.crs is None else None  # a scene georeferenced by GCPs only keeps them
+        self.rpcs = geo.rpcs
         if self.crs is None and self.transform is not None and self.transform.is_identity:
             self.transform = None  # an ungeoreferenced input (PNG/JPEG): write no georeferencing either
         self.count, self.dtype, self.nodata = count, np.dtype(dtype), nodata
@@ -158,6 +160,10 @@ class _AtomicGeoTIFFWriter:
             self.abort()
             raise RasterWriteError(f"cannot create {self._kind} {self.path}: {gdal_detail(error)}") from error
         try:
+            if self.gcps is not None:
+                self._ds.gcps = self.gcps
+            if self.rpcs is not None:
+                self._ds.rpcs = self.rpcs
             self._set_up()
         except Exception as error:
             self.abort()
