@@ -126,10 +126,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 class ScenePlan:
     """Where one input's outputs go."""
 
-    input: Path
+    input: Path | str  # a local path, or a URL / GDAL virtual path (read by range requests)
     labels: Path
     probabilities: Path | None
     preview: Path | None
+
+
+def _stem(path: Path | str) -> str:
+    """The name of a scene without its extension: `scene` for `a/scene.tif` and `https://h/b/scene.tif?x=1`."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlparse
+
+    if isinstance(path, Path):
+        return path.stem
+    return PurePosixPath(urlparse(path).path if "://" in path else path).stem or "scene"
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -162,12 +172,14 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
 
     if not args.output.strip():
         raise CommandError("-o is empty: give the label raster's file name (or a folder ending in /)")
-    inputs = [Path(p) for p in args.inputs]
+    from ..io import is_remote
+
+    inputs: list[Path | str] = [p if is_remote(p) else Path(p) for p in args.inputs]
     out = Path(args.output)
     as_folder = len(inputs) > 1 or out.is_dir() or args.output.endswith(("/", os.sep))
     if as_folder and out.exists() and not out.is_dir():
         raise CommandError(f"-o {out} is a file, but {len(inputs)} inputs need an output folder")
-    stems = [p.stem for p in inputs]
+    stems = [_stem(p) for p in inputs]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if as_folder and duplicates:
         raise CommandError(
@@ -185,17 +197,17 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
         return path
 
     plans = []
-    for path in inputs:
-        labels = out / f"{path.stem}.tif" if as_folder else out
+    for path, stem in zip(inputs, stems, strict=True):
+        labels = out / f"{stem}.tif" if as_folder else out
         plans.append(
             ScenePlan(
                 input=path,
                 labels=labels,
-                probabilities=extra(args.probabilities, labels, "_probs", ".tif", path.stem),
-                preview=extra(args.preview, labels, "_preview", ".png", path.stem),
+                probabilities=extra(args.probabilities, labels, "_probs", ".tif", stem),
+                preview=extra(args.preview, labels, "_preview", ".png", stem),
             )
         )
-    resolved_inputs = {p.resolve() for p in inputs}
+    resolved_inputs = {p.resolve() for p in inputs if isinstance(p, Path)}
     for plan in plans:
         for output in (plan.labels, plan.probabilities, plan.preview):
             if output is not None and output.resolve() in resolved_inputs:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import RasterReadError, gdal_detail, quiet_georeferencing
 
-__all__ = ["IMPLAUSIBLE", "GeoReference", "RasterSource", "valid_mask_from_array"]
+__all__ = ["IMPLAUSIBLE", "GeoReference", "RasterSource", "gdal_path", "is_remote", "valid_mask_from_array"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,47 @@ class GeoReference:
         return self.crs is not None or self.gcps is not None
 
 
-def _is_remote(path: str) -> bool:
-    return path.startswith("/vsi") or "://" in path
+# Where GDAL reads each kind of URL from: by HTTP range requests (/vsicurl/) or the object stores' APIs.
+REMOTE_PREFIXES = {
+    "http": "/vsicurl/",
+    "https": "/vsicurl/",
+    "s3": "/vsis3/",
+    "gs": "/vsigs/",
+    "az": "/vsiaz/",
+}
+# Opening a remote raster must not list its "folder" (one more request per scene, and a slow one on buckets).
+REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for URLs (http(s)://, s3://, gs://, az://) and GDAL virtual paths (/vsicurl/..., /vsis3/...)."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def gdal_path(path: str | Path) -> str:
+    """The name GDAL opens: `https://h/x.tif` -> `/vsicurl/https://h/x.tif`, `s3://b/k` -> `/vsis3/b/k`.
+
+    GDAL virtual paths and local paths are returned as they are. An unknown scheme is refused (ValueError).
+    """
+    text = str(path)
+    if "://" not in text or text.startswith("/vsi"):
+        return text
+    scheme, rest = text.split("://", 1)
+    prefix = REMOTE_PREFIXES.get(scheme.lower())
+    if prefix is None:
+        raise ValueError(
+            f"cannot read {text}: unknown scheme {scheme}://; use http(s)://, s3://, gs://, az:// or a /vsi path"
+        )
+    return f"{prefix}{text}" if prefix == "/vsicurl/" else f"{prefix}{rest}"
+
+
+def _remote_env(remote: bool) -> Any:
+    import contextlib
+
+    import rasterio
+
+    return rasterio.Env(**REMOTE_OPTIONS) if remote else contextlib.nullcontext()
 
 
 IMPLAUSIBLE = 1e30
@@ -99,7 +138,8 @@ class RasterSource:
     """A GeoTIFF (or PNG, JPEG, anything GDAL reads) opened for windowed reads of selected bands.
 
     Args:
-        path: the raster file.
+        path: the raster file, or a URL read by range requests (`https://...`, `s3://...`, `gs://...`,
+            `/vsicurl/...`; see `gdal_path`): only the blocks of the windows read are fetched.
         bands: 1-based band indices to read, in this order (like rasterio); None reads all bands.
         mask_alpha: when the file has an alpha band (e.g. an RGBA GeoTIFF) or a GDAL mask (internal or
             `.msk`), pixels whose alpha or mask is 0 are also invalid in `valid_mask` (whether or not the alpha
@@ -123,15 +163,16 @@ class RasterSource:
         import rasterio
 
         text = str(path)
-        self.path: Path | str = text if _is_remote(text) else Path(path)
+        self.remote = is_remote(text)
+        self.path: Path | str = text if self.remote else Path(path)
         if isinstance(self.path, Path):
             if not self.path.exists():
                 raise FileNotFoundError(f"input raster {self.path} does not exist")
             if self.path.is_dir():
                 raise RasterReadError(f"input raster {self.path} is a folder, not a raster file")
         try:
-            with quiet_georeferencing():
-                self._ds = rasterio.open(self.path)
+            with quiet_georeferencing(), _remote_env(self.remote):
+                self._ds = rasterio.open(gdal_path(text) if self.remote else self.path)
         except (
             Exception
         ) as error:  # rasterio raises RasterioIOError for unknown formats and unreadable headers
@@ -338,7 +379,7 @@ class RasterSource:
         if not inside:
             return out  # type: ignore[return-value]
         try:
-            with quiet_georeferencing():
+            with quiet_georeferencing(), _remote_env(self.remote):
                 data = self._ds.read(
                     indexes=list(indexes), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=dtype
                 )
@@ -397,7 +438,7 @@ class RasterSource:
         if r1 <= r0 or c1 <= c0:
             return valid
         try:
-            with quiet_georeferencing():
+            with quiet_georeferencing(), _remote_env(self.remote):
                 masks = self._ds.read_masks(list(self._mask_bands), window=Window(c0, r0, c1 - c0, r1 - r0))
         except Exception as error:
             raise RasterReadError(
