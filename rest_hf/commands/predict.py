@@ -11,7 +11,6 @@ leaves the group at exit. Only the first process prints and writes files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -219,6 +218,7 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
 def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..inference.runtime import DTYPES, destroy_distributed, init_distributed, resolve_device
+    from .json_reports import check_report_path
 
     if args.window is not None and args.window < 1:
         raise CommandError(f"--window must be a positive number of pixels, got {args.window}")
@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--preview-size must be >= 0, got {args.preview_size}")
     bands = parse_bands(args.bands)
     plans = plan_outputs(args)
+    check_report_path(args.summary_json, "--summary-json")  # before any work: a folder, a device, read-only
     try:
         device = resolve_device(args.device)
     except ValueError as error:
@@ -447,7 +448,9 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
     from ..cli import CommandError
     from ..inference.report import format_summary
     from ..inference.runtime import agree_max, gather_objects, peak_memory_bytes, world_rank
+    from ..io.classes import class_names
     from ..models import PRESETS
+    from .json_reports import write_report
 
     gathered = gather_objects(records if ctx.rank == 0 else None)
     order = {str(plan.input): i for i, plan in enumerate(plans)}
@@ -463,7 +466,7 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
         "model": args.model,
         "backbone": config.backbone_config.model_type,
         "bands": config.num_channels,
-        "class_names": [str(config.id2label.get(i, i)) for i in range(config.num_labels)],
+        "class_names": class_names(config.id2label, config.num_labels),
         "random_weights": args.model in PRESETS,
         "mode": args.mode,
         "window": predictor.window,
@@ -479,10 +482,9 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
         "baseline_memory_bytes": baseline,
         "scenes": records,
     }
-    if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     if len(plans) == 1 and failed:
+        write_report(args.summary_json, summary, "--summary-json")
         raise CommandError(failed[0]["error"], exit_code=1)  # one input: the one-line error says it all
     print(format_summary(summary), flush=True)
+    write_report(args.summary_json, summary, "--summary-json")
     return 1 if failed else 0

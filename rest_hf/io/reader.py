@@ -299,6 +299,11 @@ class RasterSource:
         return tuple(self._ds.block_shapes[self.bands[0] - 1])  # type: ignore[return-value]
 
     @property
+    def tags(self) -> dict[str, str]:
+        """The dataset's metadata tags (e.g. `class_names` of a label raster written by `rest-hf predict`)."""
+        return dict(self._ds.tags())
+
+    @property
     def descriptions(self) -> tuple[str | None, ...]:
         """Band descriptions of the selected bands (None where the file has none)."""
         return tuple(self._ds.descriptions[b - 1] for b in self.bands)

@@ -9,9 +9,7 @@ path never holds a half-written raster. With `overwrite=False` an existing outpu
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +55,6 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write output {path}: folder {parent} is not writable")
     return path
-
-
-def _class_names(id2label: Mapping[Any, str] | Sequence[str] | None, num_classes: int) -> list[str] | None:
-    """Names of classes 0..K-1 from `id2label` (`class_<i>` where it has none); None without `id2label`."""
-    if id2label is None:
-        return None
-    names = [f"class_{i}" for i in range(num_classes)]
-    if isinstance(id2label, Mapping):
-        for key, value in id2label.items():
-            if 0 <= int(key) < num_classes:
-                names[int(key)] = str(value)
-    else:
-        for i, value in enumerate(list(id2label)[:num_classes]):
-            names[i] = str(value)
-    return names
-
-
-def _class_names_tag(names: list[str]) -> str:
-    """The JSON `class_names` tag: `{"0": "background", ...}`."""
-    return json.dumps({str(i): name for i, name in enumerate(names)})
 
 
 def _to_numpy(array: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["publish_together", "remove_stale_temporaries", "temporary_path"]
+__all__ = ["publish_together", "remove_stale_temporaries", "temporary_path", "write_text_atomically"]
 
 _PREFIX = ".rest-hf-"
 _PATTERN = re.compile(r"^\.rest-hf-([0-9a-f]{6})-(\d+)-[0-9a-f]{8}\.(?:tmp|bak)(?:\.aux\.xml)?$")
@@ -120,3 +120,23 @@ def publish_together(moves: Sequence[tuple[Path, Path]], overwrite: bool) -> lis
         for backup in backups.values():
             unlink_quietly(backup)
     return [final for _, final in moves]
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write a small text file (a JSON summary) through a temporary and a rename: never half a file.
+
+    Raises:
+        OSError: the folder cannot be created or written (full disk, read-only); nothing is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    return path
