@@ -39,11 +39,13 @@ import torch
 from ..io import RasterSource, label_dtype, normalize_with_processor
 from ..io.reader import IMPLAUSIBLE
 from ..spatial import SpatialContext
+from .budget import check_memory, check_work
 from .layout import feather_weights, padded_size, stride_for, window_grid
 from .runtime import (
     FatalError,
     SceneError,
     agree,
+    agreed,
     autocast,
     gather_objects,
     one_line,
@@ -302,6 +304,25 @@ class ScenePredictor:
 
         return finish
 
+    def _check_work(self, source: RasterSource, windows: int, padded: tuple[int, int], hint: str) -> None:
+        """Refuse windows that would compute the scene many times over (the same decision on every rank).
+
+        A window smaller than the model's alignment still costs one aligned window (Swin pads every stage to
+        whole attention windows; ConvNeXt needs its total stride)."""
+        computed = (max(padded[0], self.alignment), max(padded[1], self.alignment))
+        try:
+            check_work(
+                source.path, self.mode, windows, self.window, computed, (source.height, source.width), hint
+            )
+        except ValueError as error:
+            raise SceneError(str(error)) from None
+
+    def _check_memory(self, source: RasterSource, tile: tuple[int, int], here: bool = True) -> None:
+        """Refuse (on every rank alike) a tile that cannot fit in this process's memory, before reading it."""
+        agreed(
+            lambda: check_memory(source.path, self.config, tile, self.ctx.size, self.device), self.ctx, here
+        )
+
     def _no_valid_pixels(self, source: RasterSource) -> SceneError:
         return SceneError(
             f"{source.path} has no valid pixels (every pixel is nodata, NaN, masked or transparent); nothing was "
@@ -342,6 +363,7 @@ class ScenePredictor:
         part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
         boxes = part.boxes()
         box = part.box()
+        self._check_memory(source, (box.height, box.width))
         pixels, valid, counts = self._read(source, (box.top, box.left, box.height, box.width), result)
         if sum(counts) == 0:
             raise self._no_valid_pixels(source)
@@ -385,6 +407,7 @@ class ScenePredictor:
             "(the labels of any process count)"
         )
         root = ctx.rank == 0
+        self._check_memory(source, padded, here=root)
         pixels, valid, counts = self._read(source, (0, 0, *padded) if root else None, result)
         if sum(counts) == 0:
             raise self._no_valid_pixels(source)
@@ -427,8 +450,10 @@ class ScenePredictor:
                 f"{max(need)} or more, or fewer processes per scene (--grid)"
             )
         self._padding_note(result, size, padded, "window")
+        self._check_work(source, len(windows), padded, "use a larger --window or a smaller --overlap")
         part = ctx.partition(*padded, self.alignment, min_tile=self.min_tile)
         boxes, box = part.boxes(), part.box()
+        self._check_memory(source, (box.height, box.width))
         result.windows = len(windows)
         accumulator = (
             BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
@@ -497,6 +522,14 @@ class ScenePredictor:
         size = (crops[0].height, crops[0].width)
         padded = padded_size(*size, (1, 1), self.alignment, None, self.min_input)
         self._padding_note(result, size, padded, "crop" if len(crops) > 1 else "scene")
+        smallest = max(self.alignment, self.min_input)
+        self._check_work(
+            source,
+            len(crops),
+            padded,
+            f"use --window {smallest} or more (the model's alignment) or a smaller --overlap",
+        )
+        self._check_memory(source, padded)
         result.windows = len(crops)
         accumulator = (
             BandAccumulator(self.num_classes, height, width, self._finish_rows(stats, probabilities))
