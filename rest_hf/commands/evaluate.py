@@ -12,7 +12,6 @@ scene.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +85,16 @@ def _classes(args: argparse.Namespace, first_prediction: Path) -> tuple[int, dic
                 f"--num-classes {args.num_classes} differs from the {config.num_labels} classes of {args.model}"
             )
         return count, names
-    import rasterio
+    from ..io import RasterSource
+    from ..io.classes import class_names_from_tags
 
     try:
-        with rasterio.open(first_prediction) as ds:
-            tags = ds.tags()
+        with RasterSource(first_prediction, [1]) as source:
+            tags = source.tags
     except Exception:
         tags = {}  # reported with the file's own error below
     if "class_names" in tags:
-        try:
-            names = {int(k): str(v) for k, v in json.loads(tags["class_names"]).items()}
-        except (ValueError, AttributeError):
-            names = None
+        names = class_names_from_tags(tags)
     count = args.num_classes or (int(tags["NUM_CLASSES"]) if tags.get("NUM_CLASSES", "").isdigit() else None)
     if count is None:
         raise CommandError(
@@ -131,10 +128,12 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..io import RasterSource
     from ..metrics import ConfusionMatrix, format_table, metrics_to_json
+    from .json_reports import check_report_path, write_report
 
     if args.block < 1:
         raise CommandError(f"--block must be a positive number of rows, got {args.block}")
     pairs = _pairs(args)
+    check_report_path(args.json, "--json")
     num_classes, names = _classes(args, pairs[0][0])
     ignore = None if args.ignore_index < 0 else args.ignore_index
     total = ConfusionMatrix(num_classes, ignore_index=ignore)
@@ -184,9 +183,7 @@ def run(args: argparse.Namespace) -> int:
         result = metrics_to_json(metrics, names)
         result["ignore_index"] = ignore
         result["scenes"] = scenes
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(args.json, result, "--json")
     return 0
 
 

@@ -11,7 +11,6 @@ leaves the group at exit. Only the first process prints and writes files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -126,10 +125,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 class ScenePlan:
     """Where one input's outputs go."""
 
-    input: Path
+    input: Path | str  # a local path, or a URL / GDAL virtual path (read by range requests)
     labels: Path
     probabilities: Path | None
     preview: Path | None
+
+
+def _stem(path: Path | str) -> str:
+    """The name of a scene without its extension: `scene` for `a/scene.tif` and `https://h/b/scene.tif?x=1`."""
+    from pathlib import PurePosixPath
+    from urllib.parse import urlparse
+
+    if isinstance(path, Path):
+        return path.stem
+    return PurePosixPath(urlparse(path).path if "://" in path else path).stem or "scene"
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -160,12 +169,16 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
     """Output paths of every input; refuses duplicate names and outputs that would replace an input."""
     from ..cli import CommandError
 
-    inputs = [Path(p) for p in args.inputs]
+    if not args.output.strip():
+        raise CommandError("-o is empty: give the label raster's file name (or a folder ending in /)")
+    from ..io import is_remote
+
+    inputs: list[Path | str] = [p if is_remote(p) else Path(p) for p in args.inputs]
     out = Path(args.output)
     as_folder = len(inputs) > 1 or out.is_dir() or args.output.endswith(("/", os.sep))
     if as_folder and out.exists() and not out.is_dir():
         raise CommandError(f"-o {out} is a file, but {len(inputs)} inputs need an output folder")
-    stems = [p.stem for p in inputs]
+    stems = [_stem(p) for p in inputs]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if as_folder and duplicates:
         raise CommandError(
@@ -183,17 +196,17 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
         return path
 
     plans = []
-    for path in inputs:
-        labels = out / f"{path.stem}.tif" if as_folder else out
+    for path, stem in zip(inputs, stems, strict=True):
+        labels = out / f"{stem}.tif" if as_folder else out
         plans.append(
             ScenePlan(
                 input=path,
                 labels=labels,
-                probabilities=extra(args.probabilities, labels, "_probs", ".tif", path.stem),
-                preview=extra(args.preview, labels, "_preview", ".png", path.stem),
+                probabilities=extra(args.probabilities, labels, "_probs", ".tif", stem),
+                preview=extra(args.preview, labels, "_preview", ".png", stem),
             )
         )
-    resolved_inputs = {p.resolve() for p in inputs}
+    resolved_inputs = {p.resolve() for p in inputs if isinstance(p, Path)}
     for plan in plans:
         for output in (plan.labels, plan.probabilities, plan.preview):
             if output is not None and output.resolve() in resolved_inputs:
@@ -206,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..distributed import destroy_distributed, init_distributed
     from ..inference.runtime import DTYPES, resolve_device
+    from .json_reports import check_report_path
 
     if args.window is not None and args.window < 1:
         raise CommandError(f"--window must be a positive number of pixels, got {args.window}")
@@ -219,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--preview-size must be >= 0, got {args.preview_size}")
     bands = parse_bands(args.bands)
     plans = plan_outputs(args)
+    check_report_path(args.summary_json, "--summary-json")  # before any work: a folder, a device, read-only
     try:
         device = resolve_device(args.device)
     except ValueError as error:
@@ -228,13 +243,14 @@ def run(args: argparse.Namespace) -> int:
         created = init_distributed(device, args.timeout)
     except Exception as error:
         raise CommandError(f"cannot join the process group: {' '.join(str(error).split())}") from None
-    # torchrun stops the other processes with SIGTERM when one fails: raise instead of dying on the spot, so
-    # the scene being written is aborted and no temporary file is left behind.
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # torchrun stops the other processes with SIGTERM when one fails, and a closed terminal sends SIGHUP: raise
+    # instead of dying on the spot, so the scene being written is aborted and no temporary file is left behind.
+    previous = {sig: signal.signal(sig, _terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return _run(args, plans, bands, device, dtype)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if created:
             destroy_distributed()
 
@@ -305,6 +321,8 @@ def _run(args, plans, bands, device, dtype) -> int:
     if failure is not None:
         return refuse(failure)
 
+    if is_root:  # SIGKILL gives no chance to clean up: the temporaries of killed runs go on the next one
+        _remove_stale_temporaries(plans)
     mine = plans[ctx.dp_rank :: ctx.dp_size]
     baseline = peak_memory_bytes(device)  # imports and the model: the scenes' own memory is the rest
     start = time.perf_counter()
@@ -314,6 +332,7 @@ def _run(args, plans, bands, device, dtype) -> int:
     try:
         for plan in mine:
             records.append(_predict_scene(plan, predictor, ctx, args, bands, show))
+            _return_freed_heap()
             scenes_bar.update(1)
     except FatalError as error:
         _fatal(str(error))
@@ -380,6 +399,34 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     return record
 
 
+def _return_freed_heap() -> None:
+    """Give the heap freed by a scene back to the system (glibc keeps it otherwise, and scenes of varying
+    sizes leave it fragmented: peak memory then creeps up over many scenes). A no-op without glibc."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        ctypes.CDLL(name).malloc_trim(0)
+
+
+def _remove_stale_temporaries(plans: list[ScenePlan]) -> None:
+    from ..io.writer.temporary import remove_stale_temporaries
+
+    folders = [p.parent for plan in plans for p in (plan.labels, plan.probabilities, plan.preview) if p]
+    removed = remove_stale_temporaries(folders)
+    if removed:
+        print(
+            f"rest-hf predict: removed {len(removed)} temporary file{'s' if len(removed) != 1 else ''} left by a "
+            f"killed run ({removed[0]}{', ...' if len(removed) > 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _writer(plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace) -> Any:
     from ..inference.outputs import SceneWriter
 
@@ -419,7 +466,9 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
     from ..distributed import agree_max, gather_objects, peak_memory_bytes, world_size
     from ..distributed import rank as world_rank
     from ..inference.report import format_summary
+    from ..io.classes import class_names
     from ..models import PRESETS
+    from .json_reports import write_report
 
     gathered = gather_objects(records if ctx.rank == 0 else None)
     order = {str(plan.input): i for i, plan in enumerate(plans)}
@@ -435,7 +484,7 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
         "model": args.model,
         "backbone": config.backbone_config.model_type,
         "bands": config.num_channels,
-        "class_names": [str(config.id2label.get(i, i)) for i in range(config.num_labels)],
+        "class_names": class_names(config.id2label, config.num_labels),
         "random_weights": args.model in PRESETS,
         "mode": args.mode,
         "window": predictor.window,
@@ -451,10 +500,9 @@ def _report(args, plans, records, predictor, ctx, device, seconds: float, baseli
         "baseline_memory_bytes": baseline,
         "scenes": records,
     }
-    if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     if len(plans) == 1 and failed:
+        write_report(args.summary_json, summary, "--summary-json")
         raise CommandError(failed[0]["error"], exit_code=1)  # one input: the one-line error says it all
     print(format_summary(summary), flush=True)
+    write_report(args.summary_json, summary, "--summary-json")
     return 1 if failed else 0

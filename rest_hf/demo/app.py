@@ -19,7 +19,8 @@ from typing import Any
 
 import gradio as gr
 
-from ..inference.runtime import one_line, resolve_device
+from ..distributed import one_line
+from ..inference.runtime import resolve_device
 from .legend import legend_html, run_summary
 from .models import ModelCatalog
 from .run import predict_scene

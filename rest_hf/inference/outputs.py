@@ -13,8 +13,9 @@ class SceneWriter:
 
     The label raster and the probability raster are written window by window into temporary files
     (`rest_hf.io.LabelWriter` / `ProbabilityWriter`: the input's CRS, transform and size, nodata, the class
-    colour table and names of `config`); `commit()` renames them into place and then renders the preview from
-    the finished label raster (decimated, so no full-size copy is held); `abort()` leaves nothing behind.
+    colour table and names of `config`); `commit()` finishes them, renders the preview from the finished label
+    raster (decimated, so no full-size copy is held), and only then renames them all into place: every output
+    of the scene is replaced together or none is. `abort()` leaves nothing behind.
 
     Args:
         like: The input (`RasterSource`, `GeoReference`): size and georeferencing of the outputs.
@@ -68,33 +69,55 @@ class SceneWriter:
             self.probabilities.write(probabilities, top, left, valid_mask=valid)
 
     def commit(self) -> list[Path]:
-        """Make every output visible; if one fails, remove the ones already renamed into place."""
+        """Make every output visible together, or none of them.
+
+        Every file is first finished under its temporary name (the rasters closed and translated, the preview
+        rendered from the finished label raster); only then are they renamed into place together
+        (`publish_together`). A failure at any step (a full disk, an unwritable preview) leaves the previous
+        outputs of this scene as they were and no temporary behind.
+        """
+        from ..io.preview import render_preview_png
+        from ..io.writer.temporary import publish_together, temporary_path, unlink_quietly
+
+        preview_tmp = None
         try:
-            self.committed.append(self.labels.commit())
+            moves = [(self.labels.finish(), self.labels.path)]
             if self.probabilities is not None:
-                self.committed.append(self.probabilities.commit())
+                moves.append((self.probabilities.finish(), self.probabilities.path))
             if self.preview is not None:
-                self.committed.append(self._write_preview())
+                preview_tmp = temporary_path(self.preview)
+                self._render_preview(moves[0][0], preview_tmp, render_preview_png)
+                moves.append((preview_tmp, self.preview))
+            self.committed = publish_together(moves, self.overwrite)
         except BaseException:
             self.abort()
-            for path in self.committed:
-                path.unlink(missing_ok=True)
+            if preview_tmp is not None:
+                unlink_quietly(preview_tmp)
             raise
+        for writer in (self.labels, self.probabilities):
+            if writer is not None:
+                writer.mark_committed()
         return self.committed
 
-    def _write_preview(self) -> Path:
+    def _render_preview(self, labels_file: Path, target: Path, render: Any) -> None:
         import rasterio
         from rasterio.enums import Resampling
 
-        from ..io import quiet_georeferencing, resolve_palette, write_preview_png
+        from ..io import RasterWriteError, quiet_georeferencing, resolve_palette
+        from ..io.errors import gdal_detail
 
-        with quiet_georeferencing(), rasterio.open(self.labels.path) as ds:
-            longest = max(ds.height, ds.width)
-            scale = longest / self.preview_size if self.preview_size and longest > self.preview_size else 1.0
-            shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
-            labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
-        palette = resolve_palette(self.config.palette, self.config.num_labels)
-        return write_preview_png(labels, palette, self.preview, self.labels.nodata, overwrite=self.overwrite)
+        try:
+            with quiet_georeferencing(), rasterio.open(labels_file) as ds:
+                longest = max(ds.height, ds.width)
+                scale = (
+                    longest / self.preview_size if self.preview_size and longest > self.preview_size else 1.0
+                )
+                shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
+                labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+            palette = resolve_palette(self.config.palette, self.config.num_labels)
+            render(labels, palette, target, self.labels.nodata)
+        except Exception as error:
+            raise RasterWriteError(f"failed to write preview {self.preview}: {gdal_detail(error)}") from error
 
     def abort(self) -> None:
         """Discard every output not yet committed."""

@@ -53,6 +53,8 @@ class SceneResult:
     windows: int = 1
     predicted_size: tuple[int, int] | None = None  # size actually fed to the model when it was padded
     valid_pixels: int = 0
+    implausible_pixels: int = 0  # pixels taken as nodata for their infinite or impossible values
+    largest_input: float = 0.0  # largest |normalised input value| over the valid pixels
     histogram: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     labels: np.ndarray | None = None

@@ -12,7 +12,7 @@ from .colors import default_palette, palette_to_colormap, resolve_palette
 from .errors import RasterReadError, RasterWriteError, quiet_georeferencing
 from .normalize import normalize, normalize_with_processor
 from .preview import write_preview_png
-from .reader import GeoReference, RasterSource, valid_mask_from_array
+from .reader import GeoReference, RasterSource, gdal_path, is_remote, valid_mask_from_array
 from .writer import (
     LabelWriter,
     ProbabilityWriter,
@@ -33,6 +33,8 @@ __all__ = [
     "check_output_path",
     "default_palette",
     "float16_supported",
+    "gdal_path",
+    "is_remote",
     "label_dtype",
     "normalize",
     "normalize_with_processor",

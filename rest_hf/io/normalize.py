@@ -23,8 +23,8 @@ def normalize(
 ) -> np.ndarray:
     """Per band c: `(x * rescale_factor - mean[c]) / std[c]` as float32 (no rescaling when `rescale_factor` is None).
 
-    The arithmetic (float32, same order) is that of `RestImageProcessor.normalize_array`, so a window
-    normalised here equals the same pixels normalised by the processor.
+    The arithmetic is `rest_hf.models.image_processing_rest.normalize_bands`, the one `RestImageProcessor`
+    uses, so a window normalised here equals the same pixels normalised by the processor.
 
     A pixel that is NaN or equals the band's `nodata` in ANY band, is not finite after normalisation, or lies
     where `valid_mask` is False is set to 0 (the normalised dataset mean) in EVERY band, AFTER normalisation
@@ -40,6 +40,8 @@ def normalize(
         nodata: the raster's nodata value (one for all bands, or one per band); None: only NaN is invalid.
         valid_mask: optional (h, w) bool; False pixels are zeroed in every band.
     """
+    from ..models.image_processing_rest import normalize_bands  # the processor's arithmetic, imported late
+
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
@@ -56,11 +58,7 @@ def normalize(
         raise ValueError(f"std values must be positive, got {list(std)}")
     bad = ~valid_mask_from_array(array, nodata)  # (h, w): NaN or nodata in any band
 
-    out = array.astype(np.float32)  # always a copy
-    if rescale_factor is not None:
-        out *= np.float32(rescale_factor)
-    out -= np.asarray(mean, dtype=np.float32)[:, None, None]
-    out /= std32[:, None, None]
+    out = normalize_bands(array, mean, std, rescale_factor)
 
     bad |= ~np.isfinite(out).all(axis=0)
     if valid_mask is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,9 @@ import numpy as np
 from .colors import palette_to_colormap, resolve_palette
 from .errors import RasterWriteError, gdal_detail, quiet_georeferencing
 from .writer.atomic import _to_numpy, check_output_path
+from .writer.temporary import publish_together, temporary_path, unlink_quietly
 
-__all__ = ["write_preview_png"]
+__all__ = ["render_preview_png", "write_preview_png"]
 
 
 def write_preview_png(
@@ -39,11 +38,33 @@ def write_preview_png(
         overwrite: replace an existing file (otherwise FileExistsError before any work).
         max_side: if given, subsample (nearest) so that neither side exceeds it.
     """
+    path = check_output_path(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        render_preview_png(labels, palette, tmp, nodata_value, max_side=max_side)
+        publish_together([(tmp, path)], overwrite)
+    except BaseException as error:
+        unlink_quietly(tmp)
+        if isinstance(error, (FileExistsError, ValueError)) or not isinstance(error, Exception):
+            raise
+        raise RasterWriteError(f"failed to write preview {path}: {gdal_detail(error)}") from error
+    return path
+
+
+def render_preview_png(
+    labels: Any,
+    palette: Sequence[Sequence[int]] | None,
+    path: Path,
+    nodata_value: int | None = 255,
+    *,
+    max_side: int | None = None,
+) -> Path:
+    """Write the preview PNG of `write_preview_png` straight to `path` (a temporary: no checks, no rename)."""
     import rasterio
     import rasterio.shutil
     from rasterio.io import MemoryFile
 
-    path = check_output_path(path, overwrite)
     labels = _to_numpy(labels)
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]
@@ -63,37 +84,24 @@ def write_preview_png(
         raise ValueError(f"label {top - 1} has no colour: the palette has {num_classes} colours")
     colours = resolve_palette(palette, num_classes)
     height, width = labels.shape
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:10]}.tmp"
-    try:
-        with quiet_georeferencing(), MemoryFile() as memfile:
-            if num_classes <= 255 and (nodata_value is None or 0 <= nodata_value <= 255):
-                data = np.where(valid, labels, 0 if nodata_value is None else nodata_value).astype(np.uint8)
-                # TIFF colour maps carry no alpha: the nodata value makes the PNG driver write it transparent
-                with memfile.open(
-                    driver="GTiff", height=height, width=width, count=1, dtype="uint8", nodata=nodata_value
-                ) as mem:
-                    mem.write(data[None])
-                    mem.write_colormap(1, palette_to_colormap(colours, nodata_value))
-            else:
-                lut = np.zeros((num_classes + 1, 4), dtype=np.uint8)
-                lut[:num_classes, :3] = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
-                lut[:num_classes, 3] = 255
-                index = np.where(valid, labels, num_classes).astype(np.int64)
-                rgba = np.moveaxis(lut[index], -1, 0)
-                with memfile.open(driver="GTiff", height=height, width=width, count=4, dtype="uint8") as mem:
-                    mem.write(rgba)
-            with memfile.open() as src:
-                rasterio.shutil.copy(src, tmp, driver="PNG")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
-        os.replace(tmp, path)
-    except BaseException as error:
-        for candidate in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
-            candidate.unlink(missing_ok=True)
-        if isinstance(error, (FileExistsError, ValueError)) or not isinstance(error, Exception):
-            raise
-        raise RasterWriteError(f"failed to write preview {path}: {gdal_detail(error)}") from error
-    tmp.with_name(tmp.name + ".aux.xml").unlink(missing_ok=True)
+    with quiet_georeferencing(), MemoryFile() as memfile:
+        if num_classes <= 255 and (nodata_value is None or 0 <= nodata_value <= 255):
+            data = np.where(valid, labels, 0 if nodata_value is None else nodata_value).astype(np.uint8)
+            # TIFF colour maps carry no alpha: the nodata value makes the PNG driver write it transparent
+            with memfile.open(
+                driver="GTiff", height=height, width=width, count=1, dtype="uint8", nodata=nodata_value
+            ) as mem:
+                mem.write(data[None])
+                mem.write_colormap(1, palette_to_colormap(colours, nodata_value))
+        else:
+            lut = np.zeros((num_classes + 1, 4), dtype=np.uint8)
+            lut[:num_classes, :3] = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
+            lut[:num_classes, 3] = 255
+            index = np.where(valid, labels, num_classes).astype(np.int64)
+            rgba = np.moveaxis(lut[index], -1, 0)
+            with memfile.open(driver="GTiff", height=height, width=width, count=4, dtype="uint8") as mem:
+                mem.write(rgba)
+        with memfile.open() as src:
+            rasterio.shutil.copy(src, path, driver="PNG")
+    path.with_name(path.name + ".aux.xml").unlink(missing_ok=True)
     return path

@@ -12,20 +12,24 @@ import numpy as np
 
 from .errors import RasterReadError, gdal_detail, quiet_georeferencing
 
-__all__ = ["GeoReference", "RasterSource", "valid_mask_from_array"]
+__all__ = ["IMPLAUSIBLE", "GeoReference", "RasterSource", "gdal_path", "is_remote", "valid_mask_from_array"]
 
 
 @dataclass(frozen=True)
 class GeoReference:
     """Size and georeferencing of a raster grid: what an output needs to line up with its input.
 
-    `crs` is None (and `transform` the identity) for images without georeferencing (PNG, JPEG).
+    `crs` is None (and `transform` the identity) for images without georeferencing (PNG, JPEG). A scene
+    georeferenced only by ground control points has `gcps` = (points, their CRS) instead, and `rpcs` holds
+    rational polynomial coefficients where the scene has them; outputs copy both.
     """
 
     height: int
     width: int
     crs: Any = None
     transform: Any = None
+    gcps: Any = None
+    rpcs: Any = None
 
     @classmethod
     def of(cls, obj: Any) -> GeoReference:
@@ -34,7 +38,12 @@ class GeoReference:
             return obj
         try:
             return cls(
-                int(obj.height), int(obj.width), getattr(obj, "crs", None), getattr(obj, "transform", None)
+                int(obj.height),
+                int(obj.width),
+                getattr(obj, "crs", None),
+                getattr(obj, "transform", None),
+                getattr(obj, "gcps", None),
+                getattr(obj, "rpcs", None),
             )
         except AttributeError as error:
             raise TypeError(
@@ -43,17 +52,61 @@ class GeoReference:
 
     @property
     def is_georeferenced(self) -> bool:
-        return self.crs is not None
+        return self.crs is not None or self.gcps is not None
 
 
-def _is_remote(path: str) -> bool:
-    return path.startswith("/vsi") or "://" in path
+# Where GDAL reads each kind of URL from: by HTTP range requests (/vsicurl/) or the object stores' APIs.
+REMOTE_PREFIXES = {
+    "http": "/vsicurl/",
+    "https": "/vsicurl/",
+    "s3": "/vsis3/",
+    "gs": "/vsigs/",
+    "az": "/vsiaz/",
+}
+# Opening a remote raster must not list its "folder" (one more request per scene, and a slow one on buckets).
+REMOTE_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for URLs (http(s)://, s3://, gs://, az://) and GDAL virtual paths (/vsicurl/..., /vsis3/...)."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def gdal_path(path: str | Path) -> str:
+    """The name GDAL opens: `https://h/x.tif` -> `/vsicurl/https://h/x.tif`, `s3://b/k` -> `/vsis3/b/k`.
+
+    GDAL virtual paths and local paths are returned as they are. An unknown scheme is refused (ValueError).
+    """
+    text = str(path)
+    if "://" not in text or text.startswith("/vsi"):
+        return text
+    scheme, rest = text.split("://", 1)
+    prefix = REMOTE_PREFIXES.get(scheme.lower())
+    if prefix is None:
+        raise ValueError(
+            f"cannot read {text}: unknown scheme {scheme}://; use http(s)://, s3://, gs://, az:// or a /vsi path"
+        )
+    return f"{prefix}{text}" if prefix == "/vsicurl/" else f"{prefix}{rest}"
+
+
+def _remote_env(remote: bool) -> Any:
+    import contextlib
+
+    import rasterio
+
+    return rasterio.Env(**REMOTE_OPTIONS) if remote else contextlib.nullcontext()
+
+
+IMPLAUSIBLE = 1e30
+"""Float pixel values beyond +-1e30 are invalid: no sensor measures them, and they are how untagged fill values
+look (-3.4e38, the float32 limit, is the usual one); normalised, they would overflow the network to NaN."""
 
 
 def valid_mask_from_array(
     array: np.ndarray, nodata: float | Sequence[float | None] | None = None
 ) -> np.ndarray:
-    """(h, w) bool: False where ANY band is NaN or equals its nodata value.
+    """(h, w) bool: False where ANY band is NaN, +-inf, beyond +-`IMPLAUSIBLE`, or equals its nodata value.
 
     Args:
         array: (C, h, w) or (h, w) pixel values.
@@ -74,7 +127,8 @@ def valid_mask_from_array(
     is_float = np.issubdtype(array.dtype, np.floating)
     for band, value in zip(array, values, strict=True):
         if is_float:
-            valid &= ~np.isnan(band)
+            with np.errstate(invalid="ignore"):
+                valid &= np.abs(band) <= IMPLAUSIBLE  # False for NaN and +-inf too
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             valid &= band != value
     return valid
@@ -84,10 +138,12 @@ class RasterSource:
     """A GeoTIFF (or PNG, JPEG, anything GDAL reads) opened for windowed reads of selected bands.
 
     Args:
-        path: the raster file.
+        path: the raster file, or a URL read by range requests (`https://...`, `s3://...`, `gs://...`,
+            `/vsicurl/...`; see `gdal_path`): only the blocks of the windows read are fetched.
         bands: 1-based band indices to read, in this order (like rasterio); None reads all bands.
-        mask_alpha: when the file has an alpha band (e.g. an RGBA GeoTIFF), pixels whose alpha is 0 are also
-            invalid in `valid_mask` (whether or not the alpha band is among `bands`).
+        mask_alpha: when the file has an alpha band (e.g. an RGBA GeoTIFF) or a GDAL mask (internal or
+            `.msk`), pixels whose alpha or mask is 0 are also invalid in `valid_mask` (whether or not the alpha
+            band is among `bands`).
 
     Attributes:
         path, height, width, count (number of selected bands), bands (tuple of 1-based indices), dtype
@@ -107,15 +163,16 @@ class RasterSource:
         import rasterio
 
         text = str(path)
-        self.path: Path | str = text if _is_remote(text) else Path(path)
+        self.remote = is_remote(text)
+        self.path: Path | str = text if self.remote else Path(path)
         if isinstance(self.path, Path):
             if not self.path.exists():
                 raise FileNotFoundError(f"input raster {self.path} does not exist")
             if self.path.is_dir():
                 raise RasterReadError(f"input raster {self.path} is a folder, not a raster file")
         try:
-            with quiet_georeferencing():
-                self._ds = rasterio.open(self.path)
+            with quiet_georeferencing(), _remote_env(self.remote):
+                self._ds = rasterio.open(gdal_path(text) if self.remote else self.path)
         except (
             Exception
         ) as error:  # rasterio raises RasterioIOError for unknown formats and unreadable headers
@@ -148,6 +205,13 @@ class RasterSource:
                     )
             selected = tuple(int(b) for b in selected)
         self.bands: tuple[int, ...] = selected
+        complex_bands = [b for b in selected if str(ds.dtypes[b - 1]).startswith("complex")]
+        if complex_bands:
+            raise RasterReadError(
+                f"{self.path} has complex pixels ({ds.dtypes[complex_bands[0] - 1]}, band {complex_bands[0]}); "
+                "the model needs real values: convert the scene first (e.g. its amplitude with gdal_calc.py "
+                "or gdal_translate -ot Float32 of a real band)"
+            )
         dtypes = [np.dtype(ds.dtypes[b - 1]) for b in selected]
         self.dtype: np.dtype = np.result_type(*dtypes)
         self.nodatavals: tuple[float | None, ...] = tuple(ds.nodatavals[b - 1] for b in selected)
@@ -158,6 +222,22 @@ class RasterSource:
                 if interp == ColorInterp.alpha:
                     self._alpha_band = index
                     break
+        self._mask_bands = self._gdal_mask_bands() if mask_alpha else ()
+
+    def _gdal_mask_bands(self) -> tuple[int, ...]:
+        """Selected bands whose validity GDAL holds in a mask (an internal or `.msk` mask), beyond the nodata
+        values and the alpha band read here; one band stands for all when the mask is per dataset."""
+        from rasterio.enums import MaskFlags
+
+        bands = []
+        for band in self.bands:
+            flags = set(self._ds.mask_flag_enums[band - 1])
+            if flags & {MaskFlags.all_valid, MaskFlags.nodata, MaskFlags.alpha}:
+                continue  # nothing beyond nodata and alpha, which `valid_mask_from_array` and alpha handle
+            if MaskFlags.per_dataset in flags:
+                return (band,)
+            bands.append(band)
+        return tuple(bands)
 
     # ------------------------------------------------------------ properties
     @property
@@ -190,22 +270,38 @@ class RasterSource:
         return self._ds.transform
 
     @property
+    def gcps(self) -> Any:
+        """(ground control points, their CRS) of a scene georeferenced by GCPs, else None."""
+        points, crs = self._ds.gcps
+        return (points, crs) if points else None
+
+    @property
+    def rpcs(self) -> Any:
+        """Rational polynomial coefficients of the scene, or None."""
+        return self._ds.rpcs
+
+    @property
     def alpha_band(self) -> int | None:
         """1-based index of the file's alpha band used for masking, or None."""
         return self._alpha_band
 
     @property
     def georef(self) -> GeoReference:
-        return GeoReference(self.height, self.width, self.crs, self.transform)
+        return GeoReference(self.height, self.width, self.crs, self.transform, self.gcps, self.rpcs)
 
     @property
     def is_georeferenced(self) -> bool:
-        return self.crs is not None
+        return self.crs is not None or self.gcps is not None
 
     @property
     def block_shape(self) -> tuple[int, int]:
         """(rows, cols) of the file's internal blocks for the first selected band (reads aligned to it are cheapest)."""
         return tuple(self._ds.block_shapes[self.bands[0] - 1])  # type: ignore[return-value]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The dataset's metadata tags (e.g. `class_names` of a label raster written by `rest-hf predict`)."""
+        return dict(self._ds.tags())
 
     @property
     def descriptions(self) -> tuple[str | None, ...]:
@@ -288,7 +384,7 @@ class RasterSource:
         if not inside:
             return out  # type: ignore[return-value]
         try:
-            with quiet_georeferencing():
+            with quiet_georeferencing(), _remote_env(self.remote):
                 data = self._ds.read(
                     indexes=list(indexes), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=dtype
                 )
@@ -333,6 +429,28 @@ class RasterSource:
                 alpha_dtype = np.dtype(self._ds.dtypes[self._alpha_band - 1])
                 alpha = self._read_bands([self._alpha_band], top, left, height, width, 0, alpha_dtype)[0]
             valid &= alpha != 0
+        if self._mask_bands:
+            valid &= self._read_masks(top, left, height, width)
+        return valid
+
+    def _read_masks(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """(height, width) bool from GDAL's masks of `_mask_bands` over the window (outside: False)."""
+        from rasterio.windows import Window
+
+        valid = np.zeros((height, width), dtype=bool)
+        r0, r1 = max(top, 0), min(top + height, self.height)
+        c0, c1 = max(left, 0), min(left + width, self.width)
+        if r1 <= r0 or c1 <= c0:
+            return valid
+        try:
+            with quiet_georeferencing(), _remote_env(self.remote):
+                masks = self._ds.read_masks(list(self._mask_bands), window=Window(c0, r0, c1 - c0, r1 - r0))
+        except Exception as error:
+            raise RasterReadError(
+                f"failed to read the mask of {self._describe(top, left, height, width)} from {self.path}: "
+                f"{gdal_detail(error)}"
+            ) from error
+        valid[r0 - top : r1 - top, c0 - left : c1 - left] = (masks != 0).all(axis=0)
         return valid
 
     def read_masked(
@@ -346,8 +464,9 @@ class RasterSource:
     def valid_mask(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         """(height, width) bool: True where every selected band holds data.
 
-        False where ANY selected band equals its nodata value or is NaN (float bands), where the alpha band is 0
-        (if the file has one and `mask_alpha`), and outside the scene. A file without nodata: only NaN (and
+        GDAL's mask rules: False where ANY selected band equals its nodata value, is NaN, +-inf or beyond
+        +-`IMPLAUSIBLE` (float bands), where the alpha band is 0 or GDAL's mask (internal, `.msk`) is 0 (if
+        `mask_alpha`), and outside the scene. A file without nodata: only NaN (and
         alpha) count. Use `read_masked` to get the pixels and the mask from one read.
         """
         return self.read_masked(top, left, height, width)[1]

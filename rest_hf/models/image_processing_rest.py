@@ -14,6 +14,27 @@ from transformers.image_processing_utils import BaseImageProcessor
 from .configuration_rest import IMAGENET_MEAN_255, IMAGENET_STD_255
 
 
+def normalize_bands(
+    image: np.ndarray,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    rescale_factor: float | None = None,
+) -> np.ndarray:
+    """The one normalisation arithmetic of rest_hf: per band c, `(x * rescale_factor - mean[c]) / std[c]`.
+
+    float32, in place on one copy of `image` ((C, H, W), any numeric dtype), so whole-scene tiles cost one
+    float32 array. `rest_hf.io.normalize` (raster windows with nodata) uses it too, so the same pixels give
+    the same values through either path. `mean`/`std` None: no normalisation; `rescale_factor` None: none.
+    """
+    out = np.asarray(image).astype(np.float32)  # always a copy
+    if rescale_factor is not None:
+        out *= np.float32(rescale_factor)
+    if mean is not None and std is not None:
+        out -= np.asarray(mean, dtype=np.float32)[:, None, None]
+        out /= np.asarray(std, dtype=np.float32)[:, None, None]
+    return out
+
+
 class RestImageProcessorKwargs(TypedDict, total=False):
     do_rescale: bool
     rescale_factor: float
@@ -101,14 +122,12 @@ class RestImageProcessor(BaseImageProcessor):
 
     def normalize_array(self, image: np.ndarray) -> np.ndarray:
         """Rescale and normalise one (C, H, W) array to float32 (NaN stays NaN)."""
-        image = image.astype(np.float32)
-        if self.do_rescale:
-            image = image * np.float32(self.rescale_factor)
-        if self.do_normalize:
-            mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
-            std = np.asarray(self.image_std, dtype=np.float32)[:, None, None]
-            image = (image - mean) / std
-        return image
+        return normalize_bands(
+            image,
+            self.image_mean if self.do_normalize else None,
+            self.image_std if self.do_normalize else None,
+            self.rescale_factor if self.do_rescale else None,
+        )
 
     def preprocess(
         self,
@@ -162,4 +181,4 @@ class RestImageProcessor(BaseImageProcessor):
         return maps
 
 
-__all__ = ["RestImageProcessor"]
+__all__ = ["RestImageProcessor", "normalize_bands"]

@@ -1,17 +1,15 @@
 """Atomic GeoTIFF writing shared by the label and probability writers, and the output-path check.
 
-Every writer creates a hidden temporary file next to the output (`.NAME.<random>.tmp`), accepts windows in any
-order, and on `commit()` (or `close()`, or leaving a `with` block normally) renames it onto the final path with
-`os.replace`. On `abort()` (or an exception inside the `with` block) the temporary file is deleted: the final
+Every writer creates a hidden temporary file next to the output (`.rest-hf-<host>-<pid>-<random>.tmp`, see
+`temporary`), accepts windows in any order, and on `commit()` (or `close()`, or leaving a `with` block normally)
+renames it onto the final path with `os.replace`; `finish()` stops before the rename, so that several outputs
+can be published together (`publish_together`). On `abort()` (or an exception inside the `with` block) the temporary file is deleted: the final
 path never holds a half-written raster. With `overwrite=False` an existing output is refused before any work.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,46 +17,44 @@ import numpy as np
 
 from ..errors import RasterWriteError, gdal_detail, quiet_georeferencing
 from ..reader import GeoReference
+from .temporary import publish_together, temporary_path, unlink_quietly
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     """Refuse an output that exists (unless `overwrite`) or cannot be created; call it before any work.
 
+    Only a regular file (or a new path) is ever replaced: a device node, a FIFO or a socket is refused even
+    with `overwrite` (as root, `-o /dev/null --overwrite` would otherwise replace /dev/null).
+
     Raises:
         FileExistsError: "output X exists; pass --overwrite to replace it".
-        IsADirectoryError / PermissionError: the path is a folder, or its folder is not writable.
+        IsADirectoryError / PermissionError / ValueError: the path is empty, a folder, not a regular file, too
+            long a name, under a file, or its folder is not writable.
     """
+    import stat
+
+    if str(path) == "":
+        raise ValueError("the output path is empty; give a file name")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
+    if len(os.fsencode(path.name)) > 255:
+        raise ValueError(
+            f"output name {path.name[:40]}... is {len(os.fsencode(path.name))} bytes; the limit is 255"
+        )
+    if path.exists() or path.is_symlink():
+        if not path.exists() or not stat.S_ISREG(path.stat().st_mode):  # a dangling link, a device, a FIFO
+            raise ValueError(f"output {path} exists and is not a regular file; choose another path")
+        if not overwrite:
+            raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent  # the folders will be created: the nearest existing one must be writable
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write output {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write output {path}: folder {parent} is not writable")
     return path
-
-
-def _class_names(id2label: Mapping[Any, str] | Sequence[str] | None, num_classes: int) -> list[str] | None:
-    """Names of classes 0..K-1 from `id2label` (`class_<i>` where it has none); None without `id2label`."""
-    if id2label is None:
-        return None
-    names = [f"class_{i}" for i in range(num_classes)]
-    if isinstance(id2label, Mapping):
-        for key, value in id2label.items():
-            if 0 <= int(key) < num_classes:
-                names[int(key)] = str(value)
-    else:
-        for i, value in enumerate(list(id2label)[:num_classes]):
-            names[i] = str(value)
-    return names
-
-
-def _class_names_tag(names: list[str]) -> str:
-    """The JSON `class_names` tag: `{"0": "background", ...}`."""
-    return json.dumps({str(i): name for i, name in enumerate(names)})
 
 
 def _to_numpy(array: Any) -> np.ndarray:
@@ -107,12 +103,14 @@ class _AtomicGeoTIFFWriter:
         geo = GeoReference.of(like)
         self.height, self.width = geo.height, geo.width
         self.crs, self.transform = geo.crs, geo.transform
+        self.gcps = geo.gcps if geo.crs is None else None  # a scene georeferenced by GCPs only keeps them
+        self.rpcs = geo.rpcs
         if self.crs is None and self.transform is not None and self.transform.is_identity:
             self.transform = None  # an ungeoreferenced input (PNG/JPEG): write no georeferencing either
         self.count, self.dtype, self.nodata = count, np.dtype(dtype), nodata
         self._tmp_paths: list[Path] = []
         self._ds = None
-        self._state = "open"  # -> "committed" | "aborted"
+        self._state = "open"  # -> "finished" -> "committed"; or "aborted"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._new_tmp()
         profile = {
@@ -140,6 +138,10 @@ class _AtomicGeoTIFFWriter:
             self.abort()
             raise RasterWriteError(f"cannot create {self._kind} {self.path}: {gdal_detail(error)}") from error
         try:
+            if self.gcps is not None:
+                self._ds.gcps = self.gcps
+            if self.rpcs is not None:
+                self._ds.rpcs = self.rpcs
             self._set_up()
         except Exception as error:
             self.abort()
@@ -147,7 +149,7 @@ class _AtomicGeoTIFFWriter:
 
     # ------------------------------------------------------------ internals
     def _new_tmp(self) -> Path:
-        tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:10]}.tmp"
+        tmp = temporary_path(self.path)
         self._tmp_paths.append(tmp)
         return tmp
 
@@ -183,15 +185,16 @@ class _AtomicGeoTIFFWriter:
         """Hook for subclasses: last metadata before the file is closed."""
 
     # --------------------------------------------------------------- public
-    def commit(self) -> Path:
-        """Flush, translate to COG if requested, and move the file onto the final path; returns that path.
+    def finish(self) -> Path:
+        """Flush and close the file (translated to COG if requested) under its temporary name; returns it.
 
-        Calling it again is a no-op. On failure the temporary files are removed and the error is raised.
+        The final path is not touched: `commit()` (or `rest_hf.io.writer.publish_together` for several
+        outputs at once) moves it there. On failure the temporary files are removed and the error is raised.
         """
-        if self._state == "committed":
-            return self.path
-        if self._state == "aborted":
-            raise RuntimeError(f"the writer of {self.path} was aborted; nothing to commit")
+        if self._state == "finished":
+            return self._tmp_paths[-1]
+        if self._state != "open":
+            raise RuntimeError(f"the writer of {self.path} is already {self._state}")
         import rasterio.shutil
 
         try:
@@ -211,21 +214,44 @@ class _AtomicGeoTIFFWriter:
                         overview_resampling=self._overview_resampling,
                         bigtiff="IF_SAFER",
                     )
-                final_tmp.unlink()
-                final_tmp = cog_tmp
-            if self.path.exists() and not self.overwrite:
-                raise FileExistsError(f"output {self.path} exists; pass --overwrite to replace it")
-            os.replace(final_tmp, self.path)
+                unlink_quietly(final_tmp)
         except BaseException as error:
             self.abort()
-            if isinstance(error, (FileExistsError, RasterWriteError)) or not isinstance(error, Exception):
+            if isinstance(error, RasterWriteError) or not isinstance(error, Exception):
                 raise
             raise RasterWriteError(
                 f"failed to finish {self._kind} {self.path}: {gdal_detail(error)}"
             ) from error
+        self._state = "finished"
+        return self._tmp_paths[-1]
+
+    def commit(self) -> Path:
+        """`finish()` and move the file onto the final path; returns that path.
+
+        Calling it again is a no-op. On failure the temporary files are removed, any existing output is left
+        as it was, and the error is raised.
+        """
+        if self._state == "committed":
+            return self.path
+        if self._state == "aborted":
+            raise RuntimeError(f"the writer of {self.path} was aborted; nothing to commit")
+        finished = self.finish()
+        try:
+            publish_together([(finished, self.path)], self.overwrite)
+        except BaseException as error:
+            self.abort()
+            if isinstance(error, FileExistsError) or not isinstance(error, Exception):
+                raise
+            raise RasterWriteError(
+                f"failed to replace {self._kind} {self.path}: {gdal_detail(error)}"
+            ) from error
+        self.mark_committed()
+        return self.path
+
+    def mark_committed(self) -> None:
+        """Record that the finished file was moved into place (by `commit` or `publish_together`)."""
         self._state = "committed"
         self._cleanup_tmp()
-        return self.path
 
     def close(self) -> Path:
         """Same as `commit()`."""
@@ -239,23 +265,17 @@ class _AtomicGeoTIFFWriter:
                     self._ds.close()
             except Exception:
                 pass
-        if self._state == "open":
+        if self._state in ("open", "finished"):
             self._state = "aborted"
         self._cleanup_tmp()
 
     def _cleanup_tmp(self) -> None:
         for tmp in self._tmp_paths:
-            for candidate in (tmp, tmp.with_name(tmp.name + ".aux.xml")):
-                try:
-                    candidate.unlink()
-                except FileNotFoundError:
-                    pass
-                except OSError:  # pragma: no cover - best effort
-                    pass
+            unlink_quietly(tmp)
 
     @property
     def state(self) -> str:
-        """ "open", "committed" or "aborted"."""
+        """ "open", "finished", "committed" or "aborted"."""
         return self._state
 
     def __enter__(self):
@@ -269,7 +289,7 @@ class _AtomicGeoTIFFWriter:
 
     def __del__(self) -> None:
         try:
-            if self._state == "open":
+            if self._state in ("open", "finished"):
                 self.abort()
         except Exception:
             pass

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import class_names, class_names_tag
 from ..colors import palette_to_colormap, resolve_palette
-from .atomic import _AtomicGeoTIFFWriter, _class_names, _class_names_tag, _to_numpy, _valid_mask
+from .atomic import _AtomicGeoTIFFWriter, _to_numpy, _valid_mask
 
 
 def label_dtype(num_classes: int) -> tuple[str, int]:
@@ -67,7 +68,7 @@ class LabelWriter(_AtomicGeoTIFFWriter):
         dtype, nodata = label_dtype(int(num_classes))
         self.num_classes = int(num_classes)
         self.palette = resolve_palette(palette, self.num_classes)
-        self.class_names = _class_names(id2label, self.num_classes)
+        self.class_names = None if id2label is None else class_names(id2label, self.num_classes)
         super().__init__(
             path,
             like,
@@ -87,7 +88,7 @@ class LabelWriter(_AtomicGeoTIFFWriter):
         tags: dict[str, str] = {"NUM_CLASSES": str(self.num_classes)}
         if self.class_names is not None:
             tags.update({f"CLASS_{i}": name for i, name in enumerate(self.class_names)})
-            tags["class_names"] = _class_names_tag(self.class_names)
+            tags["class_names"] = class_names_tag(self.class_names)
         ds.update_tags(**tags)  # type: ignore[union-attr]
 
     def write(self, labels: Any, top: int = 0, left: int = 0, valid_mask: Any = None) -> None:

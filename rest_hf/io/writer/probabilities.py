@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import _AtomicGeoTIFFWriter, _class_names, _class_names_tag, _to_numpy, _valid_mask
+from ..classes import class_names, class_names_tag
+from .atomic import _AtomicGeoTIFFWriter, _to_numpy, _valid_mask
 
 
 def float16_supported() -> bool:
@@ -58,7 +59,7 @@ class ProbabilityWriter(_AtomicGeoTIFFWriter):
         self.num_classes = int(num_classes)
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.class_names = _class_names(id2label, self.num_classes)
+        self.class_names = None if id2label is None else class_names(id2label, self.num_classes)
         super().__init__(
             path,
             like,
@@ -72,12 +73,12 @@ class ProbabilityWriter(_AtomicGeoTIFFWriter):
         )
 
     def _set_up(self) -> None:
-        names = self.class_names or [f"class_{i}" for i in range(self.num_classes)]
+        names = self.class_names or class_names(None, self.num_classes)
         for band, name in enumerate(names, start=1):
             self._ds.set_band_description(band, name)  # type: ignore[union-attr]
         tags = {"NUM_CLASSES": str(self.num_classes), "CONTENT": "class probabilities"}
         if self.class_names is not None:
-            tags["class_names"] = _class_names_tag(self.class_names)
+            tags["class_names"] = class_names_tag(self.class_names)
         self._ds.update_tags(**tags)  # type: ignore[union-attr]
 
     def write(self, probabilities: Any, top: int = 0, left: int = 0, valid_mask: Any = None) -> None:
