@@ -215,10 +215,10 @@ def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def run(args: argparse.Namespace) -> int:
+def _check_arguments(args: argparse.Namespace) -> tuple[list[int] | None, list[ScenePlan], Any]:
+    """Every refusal that needs no model and no peer: (bands, plans, device)."""
     from ..cli import CommandError
-    from ..distributed import destroy_distributed, init_distributed
-    from ..inference.runtime import DTYPES, resolve_device
+    from ..inference.runtime import resolve_device
     from .json_reports import check_report_path
 
     if args.window is not None and args.window < 1:
@@ -238,6 +238,21 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     except ValueError as error:
         raise CommandError(str(error)) from None
+    return bands, plans, device
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import CommandError
+    from ..distributed import destroy_distributed, init_distributed
+    from ..inference.runtime import DTYPES
+
+    try:
+        bands, plans, device = _check_arguments(args)
+    except CommandError:
+        # Under a launcher every process checks the same arguments: only the first one says what is wrong.
+        if os.environ.get("RANK", "0") != "0":
+            return 2
+        raise
     dtype = DTYPES[args.dtype]
     try:
         created = init_distributed(device, args.timeout)
@@ -278,7 +293,7 @@ def _run(args, plans, bands, device, dtype) -> int:
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
-    from ..distributed import agree, is_distributed, one_line, peak_memory_bytes
+    from ..distributed import agree, gather_objects, is_distributed, one_line, peak_memory_bytes
     from ..distributed import rank as world_rank
     from ..inference import FatalError, ScenePredictor
     from ..loading import load_image_processor, load_model
@@ -289,8 +304,13 @@ def _run(args, plans, bands, device, dtype) -> int:
     is_root = world_rank() == 0
 
     def refuse(message: str) -> int:
-        if is_root:
+        if not is_distributed():
             raise CommandError(message)
+        if is_root:
+            print(f"rest-hf predict: error: {message}", file=sys.stderr, flush=True)
+        # every process leaves only once the first has said why: a peer that exits first makes torchrun stop
+        # the first process with SIGTERM, maybe before it has printed
+        gather_objects(None)
         return 2
 
     failure = None

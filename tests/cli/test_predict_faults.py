@@ -189,3 +189,26 @@ def test_unusable_output_paths_are_named_in_one_line(setup, tmp_path, capsys, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and message in err[0], err
     assert files(tmp_path) == ["parent-is-a-file"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--grid", "2x2"], "grid 2x2 needs 4 processes"), (["--timeout", "0"], "--timeout must be a positive")],
+    ids=["grid", "timeout"],
+)
+def test_a_configuration_error_on_two_processes_is_one_line_without_tracebacks(
+    setup, tmp_path, option, message
+):
+    import re
+
+    from .helpers import run_cli
+
+    model, scene = setup
+    done = run_cli("predict", str(scene), "-o", str(tmp_path / "labels.tif"), "--model", str(model), *option,
+                   processes=2, timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("rest-hf predict: error: ")]
+    assert len(ours) == 1 and message in ours[0], done.stderr
+    # torchrun prints its own ChildFailedError report; no frame of rest_hf's code appears in it or elsewhere
+    assert re.search(r'File ".*/rest_hf/', done.stderr) is None, done.stderr
+    assert files(tmp_path) == []
