@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules under rest_hf.commands, in the order `rest-hf --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "push", "pull", "dataset", "predict", "evaluate")
+COMMAND_MODULES: tuple[str, ...] = ("info", "push", "pull", "dataset", "samples", "predict", "evaluate")
 
 
 class CommandError(Exception):
