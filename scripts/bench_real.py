@@ -69,22 +69,6 @@ def records(output: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def majority_baseline(info: dict) -> dict:
-    """Test metrics of predicting the most frequent train class everywhere."""
-    train, test = info["class_pixels"]["train"], info["class_pixels"]["test"]
-    majority = max(range(len(train)), key=train.__getitem__)
-    present = [c for c, n in enumerate(test) if n]
-    iou = [None] * len(test)
-    for c in present:
-        iou[c] = test[c] / sum(test) if c == majority else 0.0
-    return {
-        "mean_iou": sum(v for v in iou if v is not None) / len(present),
-        "overall_accuracy": test[majority] / sum(test),
-        "per_category_iou": iou,
-        "majority_class": info["classes"][majority],
-    }
-
-
 def evaluate_on_test(
     model: Path, data: Path, out: Path, predict_options: list[str], env: dict, log: list[str]
 ) -> tuple[dict, float]:
@@ -102,7 +86,7 @@ def evaluate_on_test(
 
 
 def bench_dataset(name: str, args: argparse.Namespace, out: Path, env: dict, log: list[str]) -> dict:
-    from rest_hf.samples import fetch_sample
+    from rest_hf.samples import fetch_sample, majority_baseline
 
     recipe_file, crop, accumulation, large, _ = SETUPS[name]
     recipe = CONFIGS / recipe_file

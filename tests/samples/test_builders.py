@@ -121,3 +121,14 @@ def test_raleigh_parts_are_disjoint_and_cover_the_scene(fake_raleigh):
     assert "CC BY-SA 3.0" in meta["licence"]
     # The normalisation comes from valid train pixels only: the fake bands are uniform(40, 200) + band number.
     assert meta["image_mean"] == pytest.approx([120 + b for b in range(6)], abs=2)
+
+
+def test_samples_are_what_rest_hf_dataset_push_uploads(fake_bluemarble, fake_raleigh):
+    from rest_hf.hub.datasets import _root_files, index_tables, scan_scenes
+
+    for root, count in ((fake_bluemarble, None), (fake_raleigh, 4)):
+        scenes, info, arrangement = scan_scenes(root, "folder")
+        assert arrangement == "split-outer" and {s.split for s in scenes} == {"train", "val", "test"}
+        assert count is None or len(scenes) == count
+        assert set(index_tables(scenes)) == {f"metadata/{s}.parquet" for s in ("train", "val", "test")}
+        assert "dataset_info.json" in _root_files(root)
