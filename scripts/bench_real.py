@@ -18,7 +18,9 @@ test split). Each is then run on the whole test scenes with `rest-hf predict` an
 the REST seed with the best validation mIoU of each dataset into `rest_hf/pretrained/models/` with a model card
 carrying its test figures.
 
-Prints the tables (Markdown, with the exact commands) and writes OUTPUT/bench_real.md and .json.
+Prints the tables (Markdown, with the exact commands) and writes OUTPUT/bench_real-DATASETS.md and .json. Runs
+that an interrupted benchmark finished are kept (their folders hold test-metrics.json): run the same command
+again to continue.
 """
 
 from __future__ import annotations
@@ -69,6 +71,35 @@ def records(output: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
+def finished_run(folder: Path) -> dict | None:
+    """The record of a run that an earlier (interrupted) benchmark finished, or None.
+
+    Runs finished by a bench_real.py that did not write bench_run.json yet are read from their metrics.jsonl and
+    test-metrics.json; their train time is then the training loop's (first to last metrics record), without the
+    process start-up, and `wall_time` is False.
+    """
+    if (folder / "bench_run.json").is_file():
+        return json.loads((folder / "bench_run.json").read_text())
+    if not (folder / "test-metrics.json").is_file() or not (folder / "metrics.jsonl").is_file():
+        return None
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    end = [r for r in lines if r["kind"] == "end"]
+    if not end:
+        return None
+    options = yaml.safe_load((folder / "train_config.yaml").read_text())
+    return dict(
+        seed=options["seed"],
+        wall_time=False,
+        steps=end[-1]["step"],
+        folder=str(folder),
+        train_seconds=lines[-1]["time"] - lines[0]["time"],
+        predict_seconds=None,
+        best_step=end[-1]["best_step"],
+        val_miou=end[-1]["best_mean_iou"],
+        test=json.loads((folder / "test-metrics.json").read_text()),
+    )
+
+
 def evaluate_on_test(
     model: Path, data: Path, out: Path, predict_options: list[str], env: dict, log: list[str]
 ) -> tuple[dict, float]:
@@ -106,9 +137,18 @@ def bench_dataset(name: str, args: argparse.Namespace, out: Path, env: dict, log
     ]  # fmt: skip
     rows = []
     for model, trained_on, tested_by, overrides, predict_options in variants:
+        key = model.split(" ")[0].split(",")[0].lower()
+        if key not in args.variants:
+            continue
         seeds = []
         for seed in args.seeds:
-            folder = out / name / f"{model.split(' ')[0].split(',')[0].lower()}-seed{seed}"
+            folder = out / name / f"{key}-seed{seed}"
+            train_command = ["python", "scripts/train.py", str(recipe.relative_to(ROOT)), "--seed", str(seed)]
+            train_command += [str(o) for o in [*overrides, *args.train_options]]
+            done = finished_run(folder)
+            if done is not None:  # a run of an interrupted benchmark: kept, not trained again
+                seeds.append({**done, "command": shlex.join(train_command)})
+                continue
             shutil.rmtree(folder, ignore_errors=True)
             command = [sys.executable, TRAIN, recipe, "--dataset", data, "--output_dir", folder]
             command += ["--resume", "never", "--seed", str(seed), *overrides, *args.train_options]
@@ -120,6 +160,9 @@ def bench_dataset(name: str, args: argparse.Namespace, out: Path, env: dict, log
             seeds.append(
                 dict(
                     seed=seed,
+                    wall_time=True,
+                    command=shlex.join(train_command),
+                    steps=records(folder, "end")[-1]["step"],
                     folder=str(folder),
                     train_seconds=seconds,
                     predict_seconds=predict_seconds,
@@ -128,6 +171,7 @@ def bench_dataset(name: str, args: argparse.Namespace, out: Path, env: dict, log
                     test=metrics,
                 )
             )
+            (folder / "bench_run.json").write_text(json.dumps(seeds[-1], indent=2) + "\n")
             print(f"{name} {model} seed {seed}: val {end['best_mean_iou']:.3f}, test mIoU "
                   f"{metrics['mean_iou']:.3f}, {seconds:.0f} s", flush=True)  # fmt: skip
         rows.append(dict(model=model, trained_on=trained_on, tested_by=tested_by, seeds=seeds))
@@ -161,11 +205,12 @@ def table(result: dict) -> str:
         mious = [t["mean_iou"] for t in tests]
         ious = [mean([t["per_category_iou"][c] for t in tests]) for c in range(len(classes))]
         minutes = mean([s["train_seconds"] for s in row["seeds"]]) / 60
+        loop_only = "" if all(s.get("wall_time", True) for s in row["seeds"]) else "*"
         lines.append(
             f"| {row['model']} | {row['trained_on']} | {row['tested_by']} | {pct(mean(mious))} "
             f"({pct(min(mious))}-{pct(max(mious))}) | {pct(mean([t['overall_accuracy'] for t in tests]))} | "
             + " | ".join(pct(v) for v in ious)
-            + f" | {pct(mean([s['val_miou'] for s in row['seeds']]))} | {minutes:.1f} min |"
+            + f" | {pct(mean([s['val_miou'] for s in row['seeds']]))} | {minutes:.1f} min{loop_only} |"
         )
     floor = result["majority"]
     lines.append(
@@ -180,13 +225,41 @@ def table(result: dict) -> str:
         )
         for row in result["rows"]
     )  # fmt: skip
-    return "\n".join(lines) + "\n\nPer seed (test mIoU, validation mIoU of the chosen step):\n\n" + seeds
+    note = "\n\nTrain time: mean wall time of one train.py run (* training loop only, from metrics.jsonl)."
+    return (
+        "\n".join(lines) + note + "\n\nPer seed (test mIoU, validation mIoU of the chosen step):\n\n" + seeds
+    )
 
 
-def ship(result: dict, args: argparse.Namespace) -> Path:
-    """Copy the REST seed with the best validation mIoU into the package, with a model card."""
-    rest = result["rows"][-1]
-    best = max(rest["seeds"], key=lambda s: s["val_miou"])
+def train_longer(result: dict, args: argparse.Namespace, out: Path, env: dict, log: list[str]) -> dict:
+    """The REST recipe with the comparison's best-validation seed, trained for `--ship-steps` steps."""
+    seed = max(result["rows"][-1]["seeds"], key=lambda s: s["val_miou"])["seed"]
+    recipe, data = ROOT / result["recipe"], out / "data" / result["name"]
+    folder = out / result["name"] / f"rest-seed{seed}-{args.ship_steps}-steps"
+    shutil.rmtree(folder, ignore_errors=True)
+    options = ["--seed", str(seed), "--max_steps", str(args.ship_steps)]
+    options += ["--eval_every", str(max(1, args.ship_steps // 4))]
+    command = [sys.executable, TRAIN, recipe, "--dataset", data, "--output_dir", folder, "--resume", "never"]
+    seconds = run([*command, *options], env, log)
+    end = records(folder, "end")[-1]
+    metrics, predict_seconds = evaluate_on_test(folder / "best", data, folder, [], env, log)
+    return dict(
+        seed=seed,
+        command=shlex.join(["python", "scripts/train.py", result["recipe"], *options]),
+        steps=end["step"],
+        folder=str(folder),
+        train_seconds=seconds,
+        predict_seconds=predict_seconds,
+        best_step=end["best_step"],
+        val_miou=end["best_mean_iou"],
+        test=metrics,
+    )
+
+
+def ship(result: dict, args: argparse.Namespace, candidates: list[dict]) -> Path:
+    """Copy the candidate REST model with the best validation mIoU into the package, with a model card."""
+    best = max(candidates, key=lambda s: s["val_miou"])
+    result["shipped"] = best
     name = SETUPS[result["name"]][4]
     target = ROOT / "rest_hf" / "pretrained" / "models" / name
     shutil.rmtree(target, ignore_errors=True)
@@ -194,12 +267,13 @@ def ship(result: dict, args: argparse.Namespace) -> Path:
     for file in ("config.json", "model.safetensors", "preprocessor_config.json"):
         shutil.copy2(Path(best["folder"]) / "best" / file, target / file)
     info = json.loads((Path(args.output) / "data" / result["name"] / "dataset_info.json").read_text())
-    (target / "README.md").write_text(model_card(name, result, best, info))
+    listed = "; ".join(f"`{c['command']}`: val mIoU {pct(c['val_miou'])}" for c in candidates)
+    (target / "README.md").write_text(model_card(name, result, best, info, listed))
     (target / "test_metrics.json").write_text(json.dumps(best["test"], indent=2) + "\n")
     return target
 
 
-def model_card(name: str, result: dict, best: dict, info: dict) -> str:
+def model_card(name: str, result: dict, best: dict, info: dict, candidates: str) -> str:
     test, classes = best["test"], result["classes"]
     per_class = "\n".join(f"| {c} | {pct(test['per_category_iou'][i])} |" for i, c in enumerate(classes))
     floor = result["majority"]
@@ -236,13 +310,14 @@ Split (no pixel in two splits):
 
 ```
 rest-hf samples fetch {result["name"]} data/{result["name"]}
-python scripts/train.py {result["recipe"]} --seed {best["seed"]}
+{best["command"]}
 ```
 
-{result["steps"]} steps of {result["pixels_per_step"]} pixels, one CPU process; the weights are those of the
-step with the best validation mIoU (step {best["best_step"]}, val mIoU {pct(best["val_miou"])}); seed
-{best["seed"]} had the best validation mIoU of seeds {", ".join(str(s["seed"]) for s in result["rows"][-1]["seeds"])}.
-`python scripts/bench_real.py --ship` reproduces the comparison and this folder.
+{best["steps"]} steps of {result["pixels_per_step"]} pixels per step, one CPU process,
+{best["train_seconds"] / 60:.1f} min on the shared 2-core machine; the weights are those of the step with the
+best validation mIoU (step {best["best_step"]}, val mIoU {pct(best["val_miou"])}). It was chosen on the
+validation split among the REST runs {candidates} (`docs/benchmarks.md`);
+`python scripts/bench_real.py --datasets {result["name"]} --ship` reproduces the runs and this folder.
 
 ## Test metrics (whole test scenes, holistic `rest-hf predict`, `rest-hf evaluate`)
 
@@ -263,7 +338,21 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--threads", type=int, default=2, help="OMP threads of every run")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["crop", "upernet", "rest"],
+        choices=["crop", "upernet", "rest"],
+        help="which models to train (REST must be among them for --ship)",
+    )
     parser.add_argument("--ship", action="store_true", help="copy the best REST models into the package")
+    parser.add_argument(
+        "--ship-steps",
+        type=int,
+        default=0,
+        help="with --ship: also train the best REST seed for this many steps; the shipped model is the REST "
+        "candidate with the best validation mIoU",
+    )
     parser.add_argument(
         "--train-options", default="", help="extra scripts/train.py options for every run (quoted)"
     )
@@ -286,14 +375,25 @@ def main() -> None:
             "",
         ]
         if args.ship:
-            report += [f"Shipped: {ship(result, args).relative_to(ROOT)}", ""]
+            candidates = list(result["rows"][-1]["seeds"])
+            if args.ship_steps:
+                candidates.append(train_longer(result, args, out, env, log))
+            folder = ship(result, args, candidates).relative_to(ROOT)
+            shipped = result["shipped"]
+            report += [
+                f"Shipped {folder}: `{shipped['command']}`, val mIoU {pct(shipped['val_miou'])}, test mIoU "
+                f"{pct(shipped['test']['mean_iou'])}, OA {pct(shipped['test']['overall_accuracy'])} "
+                f"(candidates' val mIoU: {', '.join(pct(c['val_miou']) for c in candidates)})",
+                "",
+            ]
     minutes = (time.perf_counter() - start) / 60
     report += [f"Whole benchmark: {minutes:.1f} min wall.", "", "Commands run:", "", "```", *log, "```", ""]
     text = "\n".join(report)
     print(text)
-    (out / "bench_real.md").write_text(text)
-    (out / "bench_real.json").write_text(
-        json.dumps({"args": vars(args), "minutes": minutes, "results": results}, indent=2)
+    stem = "bench_real-" + "-".join(args.datasets)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(
+        json.dumps({"args": vars(args), "minutes": minutes, "results": results, "commands": log}, indent=2)
     )
 
 
