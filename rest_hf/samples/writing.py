@@ -78,10 +78,12 @@ def class_pixel_counts(scenes: Sequence[Scene], num_labels: int) -> dict[str, li
     return {split: [int(v) for v in value] for split, value in counts.items()}
 
 
-def write_dataset(root: Path, scenes: Sequence[Scene], info: dict[str, Any]) -> None:
+def write_dataset(root: Path, scenes: Sequence[Scene], info: dict[str, Any], progress: bool = False) -> None:
     """Every scene plus `dataset_info.json` (`info`, completed with the scene list and class pixel counts)."""
+    from tqdm.auto import tqdm
+
     root.mkdir(parents=True, exist_ok=True)
-    for scene in scenes:
+    for scene in tqdm(scenes, desc="writing scenes", disable=not progress, leave=False):
         write_scene(root, scene, info["palette"])
     info = dict(info)
     info["scenes"] = [
