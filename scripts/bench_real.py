@@ -272,12 +272,23 @@ def ship(result: dict, args: argparse.Namespace, candidates: list[dict]) -> Path
         shutil.copy2(Path(best["folder"]) / "best" / file, target / file)
     info = json.loads((Path(args.output) / "data" / result["name"] / "dataset_info.json").read_text())
     listed = "; ".join(f"`{c['command']}`: val mIoU {pct(c['val_miou'])}" for c in candidates)
-    (target / "README.md").write_text(model_card(name, result, best, info, listed))
+    reproduce = [
+        "python",
+        "scripts/bench_real.py",
+        "--datasets",
+        result["name"],
+        "--variants",
+        *args.variants,
+    ]
+    reproduce += ["--seeds", *map(str, args.seeds), "--ship"]
+    reproduce += ["--ship-steps", str(args.ship_steps)] if args.ship_steps else []
+    card = model_card(name, result, best, info, listed, shlex.join(reproduce))
+    (target / "README.md").write_text(card)
     (target / "test_metrics.json").write_text(json.dumps(best["test"], indent=2) + "\n")
     return target
 
 
-def model_card(name: str, result: dict, best: dict, info: dict, candidates: str) -> str:
+def model_card(name: str, result: dict, best: dict, info: dict, candidates: str, reproduce: str) -> str:
     test, classes = best["test"], result["classes"]
     per_class = "\n".join(f"| {c} | {pct(test['per_category_iou'][i])} |" for i, c in enumerate(classes))
     floor = result["majority"]
@@ -326,7 +337,7 @@ rest-hf samples fetch {result["name"]} data/{result["name"]}
 {best["train_seconds"] / 60:.1f} min on the shared 2-core machine; the weights are those of the step with the
 best validation mIoU (step {best["best_step"]}, val mIoU {pct(best["val_miou"])}). It was chosen on the
 validation split among the REST runs {candidates} (`docs/benchmarks.md`);
-`python scripts/bench_real.py --datasets {result["name"]} --ship` reproduces the runs and this folder.
+`{reproduce}` reproduces the runs and this folder.
 
 ## Test metrics (whole test scenes, holistic `rest-hf predict`, `rest-hf evaluate`)
 
