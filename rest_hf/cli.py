@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules under rest_hf.commands, in the order `rest-hf --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "push", "pull", "dataset", "predict", "evaluate", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "push",
+    "pull",
+    "dataset",
+    "samples",
+    "predict",
+    "evaluate",
+    "demo",
+)
 
 
 class CommandError(Exception):

@@ -1,4 +1,5 @@
-"""Resolve what users name a model by: a preset, a `save_pretrained` folder or a Hub id (with a revision).
+"""Resolve what users name a model by: a preset, a shipped model's name (`rest_hf.pretrained`), a
+`save_pretrained` folder or a Hub id (with a revision).
 
 Every failure becomes one `ValueError` line that says what is wrong and how to fix it, instead of the long
 chain of hub, HTTP, JSON and safetensors errors `from_pretrained` raises: a folder that does not exist, a near
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import PRESETS, RestConfig, RestForSemanticSegmentation, RestImageProcessor
+from .pretrained import resolve_model_source
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -84,7 +86,8 @@ def _check_folder(path: Path) -> None:
 
 
 def load_config(source: str, revision: str | None = None, **overrides: Any) -> RestConfig:
-    """Config of a preset name, a model folder or a Hub id."""
+    """Config of a preset name, a shipped model, a model folder or a Hub id."""
+    source = resolve_model_source(source)
     if source in PRESETS:
         return RestConfig.from_preset(source, **overrides)
     _check_source(source)
@@ -122,13 +125,14 @@ def _check_field_types(source: str, config: RestConfig) -> None:
 
 
 def load_model(source: str, revision: str | None = None, **overrides: Any) -> RestForSemanticSegmentation:
-    """A `RestForSemanticSegmentation` from a preset (random weights), a folder or a Hub id.
+    """A `RestForSemanticSegmentation` from a preset (random weights), a shipped model, a folder or a Hub id.
 
     A checkpoint whose weights do not cover the model (missing or mis-shaped tensors, which `from_pretrained`
     would fill with random values) is refused, naming the tensors.
     """
     from transformers.utils import logging as hf_logging
 
+    source = resolve_model_source(source)
     if source in PRESETS:
         return RestForSemanticSegmentation(RestConfig.from_preset(source, **overrides))
     config = load_config(source, revision=revision, **overrides)
@@ -169,6 +173,7 @@ def load_model(source: str, revision: str | None = None, **overrides: Any) -> Re
 
 def load_image_processor(source: str, config: RestConfig, revision: str | None = None) -> RestImageProcessor:
     """The model's image processor; ImageNet statistics on the 0-255 scale for presets and folders without one."""
+    source = resolve_model_source(source)
     if source not in PRESETS:
         try:
             return RestImageProcessor.from_pretrained(source, revision=revision)

@@ -17,7 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(README.md, generated unless the folder has one). Needs a write token (hf auth login or HF_TOKEN)."
         ),
     )
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by model.save_pretrained")
+    parser.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="folder written by model.save_pretrained, or a shipped model's name",
+    )
     parser.add_argument("repo_id", metavar="REPO_ID", help="Hub repository, org/name (created if missing)")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--revision", help="branch to commit to (created from main if missing)")
@@ -36,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..hub.errors import HubError
     from ..hub.models import push_model
     from ..hub.space import push_space, space_url
+    from ..pretrained import resolve_model_source
 
     if args.space is not None and args.space.count("/") != 1:
         raise CommandError(f"--space {args.space!r} is not a Hub id; use the form org/name")
     try:
         info = push_model(
-            args.model_dir,
+            resolve_model_source(args.model_dir),  # a shipped model's name pushes its folder
             args.repo_id,
             private=args.private,
             revision=args.revision,

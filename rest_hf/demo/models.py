@@ -2,7 +2,8 @@
 
 What a model name can be, and where it is read from:
 
-- a name of `default_model_names()` (presets with random weights, for now): `rest_hf.loading.load_model`;
+- a name of `default_model_names()` (the trained models shipped in the package, then presets with random
+  weights): `rest_hf.loading.load_model`;
 - a name the operator gave on the command line (`rest-hf demo --model DIR_OR_HUB_ID`): a `save_pretrained`
   folder (checked to hold safetensors weights of a rest_hf model first) or a Hub id;
 - a Hub id typed in the page (only when the app allows it): downloaded through the Hub cache by
@@ -32,13 +33,12 @@ DEFAULT_PRESETS = ("tiny-swin", "tiny-convnext", "swin-tiny", "convnext-tiny")
 
 
 def default_model_names() -> list[str]:
-    """The models every demo offers, the default first: the presets, with random weights.
-
-    When rest_hf ships trained models, they come first here (e.g. `[*list_shipped_models(), *presets]`).
-    """
+    """The models every demo offers, the default first: the trained models shipped in the package, then the
+    presets (random weights: they show the pipeline, not a segmentation)."""
     from ..models import PRESETS
+    from ..pretrained import list_shipped_models
 
-    return [name for name in DEFAULT_PRESETS if name in PRESETS]
+    return [*list_shipped_models(), *(name for name in DEFAULT_PRESETS if name in PRESETS)]
 
 
 @dataclass

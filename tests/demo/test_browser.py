@@ -49,7 +49,8 @@ def test_demo_predicts_in_a_real_browser(tmp_path):
     import rasterio
     from selenium.webdriver.common.by import By
 
-    from rest_hf import RestConfig
+    from rest_hf.demo import default_model_names
+    from rest_hf.loading import load_config
 
     scene = SAMPLE_DIR / "RGB.byte.tif"
     corrupt = SAMPLE_DIR / "corrupt.tif"
@@ -71,7 +72,7 @@ def test_demo_predicts_in_a_real_browser(tmp_path):
         _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#legend tr.legend-row"), "the legend")
         _wait(driver, lambda d: _status(d) == "Done: RGB.byte.tif segmented.", "the status line", timeout=30)
         rows = driver.find_elements(By.CSS_SELECTOR, "#legend tr.legend-row")
-        config_classes = RestConfig.from_preset("tiny-swin").num_labels
+        config_classes = load_config(default_model_names()[0]).num_labels  # the page's default model
         assert len(rows) == config_classes
         shares = [float(r.find_elements(By.TAG_NAME, "td")[2].text.rstrip(" %")) for r in rows]
         assert abs(sum(shares) - 100.0) < 0.1 * len(rows)

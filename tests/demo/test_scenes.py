@@ -13,6 +13,7 @@ from rest_hf.demo.legend import format_area, legend_html
 from rest_hf.demo.models import ModelCatalog, default_model_names
 from rest_hf.demo.run import legend_rows, pixel_area_m2, predict_scene
 from rest_hf.demo.scenes import UploadLimits, chosen_bands, inspect_scene, render_scene, write_sample_scene
+from rest_hf.pretrained import list_shipped_models
 
 
 def test_pixel_area_needs_a_projected_crs_in_a_length_unit():
@@ -78,7 +79,9 @@ def test_sample_scene_is_georeferenced_and_renders(tmp_path):
 
 
 def test_catalog_offers_the_defaults_and_never_reads_a_typed_path(tmp_path, monkeypatch):
-    assert default_model_names()[0] == "tiny-swin"
+    names = default_model_names()
+    assert names[: len(list_shipped_models())] == list_shipped_models()  # trained models first
+    assert "tiny-swin" in names and names[0] != "tiny-swin"
     typed = tmp_path / "org" / "model"
     RestForSemanticSegmentation(RestConfig.from_preset("tiny-swin")).save_pretrained(typed)
     monkeypatch.chdir(tmp_path)
