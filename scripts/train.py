@@ -27,6 +27,7 @@ the spatial split).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,12 +38,13 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from rest_hf.data import SceneSampler
-from rest_hf.distributed import exit_with_launcher, gather_objects, peak_memory_bytes, run_on_main
+from rest_hf.distributed import exit_with_launcher, gather_objects, peak_memory_bytes, rank, run_on_main
 from rest_hf.metrics import format_table, metrics_to_json
 from rest_hf.spatial import GradientReducer, SpatialContext, TileRule, parallelize_spatial
 from rest_hf.training import (
     RunLog,
     TrainConfig,
+    UnreadableSceneError,
     batches_forever,
     build_image_processor,
     build_loaders,
@@ -51,6 +53,7 @@ from rest_hf.training import (
     build_scheduler,
     check_batch_size,
     check_free_space,
+    check_output_dir,
     checkpoint_bytes,
     evaluate,
     find_resume_checkpoint,
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ctx = SpatialContext.init(config.grid)
     is_main = accelerator.is_main_process
+    run_on_main(lambda: check_output_dir(output_dir))
 
     # ---------------------------------------------------------------------------------------------- data
     # Scanned and validated once, before any training: a bad file fails every process with one message.
@@ -268,3 +272,8 @@ if __name__ == "__main__":
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except UnreadableSceneError as error:
+        # Only the processes that read the scene know: each says it, and exits at once (the others wait in a
+        # collective until the launcher stops them, or their timeout).
+        print(f"train.py: error: process {rank()}: {error}", file=sys.stderr, flush=True)
+        os._exit(1)

@@ -13,6 +13,7 @@
 from .build import build_image_processor, build_model, init_from_baseline
 from .checkpoint import (
     check_free_space,
+    check_output_dir,
     checkpoint_bytes,
     complete_checkpoints,
     find_resume_checkpoint,
@@ -23,7 +24,14 @@ from .checkpoint import (
     save_training_state,
 )
 from .config import TrainConfig, parse_train_config
-from .data import RunData, batches_forever, build_loaders, check_batch_size, load_run_data
+from .data import (
+    RunData,
+    UnreadableSceneError,
+    batches_forever,
+    build_loaders,
+    check_batch_size,
+    load_run_data,
+)
 from .evaluation import evaluate
 from .logs import RunLog, read_metrics
 from .optim import (
@@ -40,6 +48,7 @@ from .synthetic import write_synthetic_dataset
 
 __all__ = [
     "RunData",
+    "UnreadableSceneError",
     "RunLog",
     "StepResult",
     "TrainConfig",
@@ -51,6 +60,7 @@ __all__ = [
     "build_scheduler",
     "check_batch_size",
     "check_free_space",
+    "check_output_dir",
     "checkpoint_bytes",
     "complete_checkpoints",
     "evaluate",

@@ -92,6 +92,26 @@ def checkpoint_bytes(model: nn.Module) -> int:
     return model_bytes(model) + moments
 
 
+def check_output_dir(folder: str | Path) -> None:
+    """Raise a `ValueError` unless `folder` is an existing folder or a path where one can be created.
+
+    Checked before anything is built, so a run that could never save does not start (an existing regular file
+    used to end the run in `FileExistsError` when the first file was written).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"--output_dir {folder} is an existing file, not a folder; choose a new or existing folder"
+        )
+    probe = folder.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(
+            f"--output_dir {folder} cannot be created: {probe} is a file, not a folder; choose another path"
+        )
+
+
 def check_free_space(folder: str | Path, needed: int, what: str) -> None:
     """Raise a `ValueError` when the file system of `folder` has less than `needed` bytes (plus a margin) free."""
     folder = Path(folder)
@@ -210,6 +230,7 @@ __all__ = [
     "CHECKPOINTS",
     "STATE_FILE",
     "check_free_space",
+    "check_output_dir",
     "checkpoint_bytes",
     "complete_checkpoints",
     "find_resume_checkpoint",

@@ -31,7 +31,7 @@ from ..data import (
 )
 from ..data.geometry import SampleGeometry
 from ..data.reading import open_raster
-from ..distributed import run_on_main
+from ..distributed import one_line, run_on_main
 from ..spatial import TileRule
 from .config import TrainConfig
 
@@ -123,6 +123,7 @@ def check_training_samples(
     grid = config.grid_shape
     crop = config.crop_shape
     if crop is not None:
+        check_crop_fits_scenes(crop, data.train_sizes)
         check_grid_fits(crop, grid, rule, "crop_size", "use a larger crop_size or a smaller grid")
         return
     low = augment.scale_range[0] if augment.scale_range else 1.0
@@ -139,6 +140,29 @@ def check_training_samples(
         )
 
 
+def check_crop_fits_scenes(crop: tuple[int, int], sizes: Sequence[tuple[int, int]]) -> None:
+    """Refuse a crop (height, width) larger than every training scene (of `sizes`, (height, width) each).
+
+    Such a crop is mostly padding on every sample: it costs the memory and time of the crop (4096 px crops of
+    128 px scenes ran at 4.3 GB without making a step) and trains on a scene-sized corner of it. The scenes
+    are compared at their native size (scale 1), which is what a crop is measured against in the paper's
+    recipes; the message names the largest crop that fits at least one scene.
+    """
+    if not sizes or any(height >= crop[0] and width >= crop[1] for height, width in sizes):
+        return
+    fits = [(min(crop[0], height), min(crop[1], width)) for height, width in sizes]
+    best = max(fits, key=lambda size: (size[0] * size[1], size))
+    largest = max(sizes, key=lambda size: (size[0] * size[1], size))
+    raise ValueError(
+        f"--crop_size {_size_text(crop)} is larger than every training scene (the largest is {largest[0]} x "
+        f"{largest[1]} px); use --crop_size {_size_text(best)} or less"
+    )
+
+
+def _size_text(size: tuple[int, int]) -> str:
+    return str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
+
+
 def check_batch_size(config: Any, batch_size: int) -> None:
     """UperNet's BatchNorm after the 1x1 pyramid pooling sees one value per sample: training needs two."""
     if batch_size < 2 and 1 in config.pool_scales and config.decoder_variant == "upernet":
@@ -148,7 +172,40 @@ def check_batch_size(config: Any, batch_size: int) -> None:
         )
 
 
-class WindowedSceneDataset(WholeSceneDataset):
+class UnreadableSceneError(RuntimeError):
+    """A scene that passed the up-front checks cannot be read while training (damaged pixel data, a file that
+    was removed or replaced): one line naming the files and the reason."""
+
+    def __init__(self, message: str) -> None:
+        # torch's DataLoader re-raises a worker's exception as `type(error)(text)`, where `text` holds the
+        # worker's traceback and ends with "<module>.UnreadableSceneError: <message>": keep only that message.
+        if "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+class NamesUnreadableScenes:
+    """Mixin for `WholeSceneDataset` subclasses: a sample that cannot be read raises `UnreadableSceneError`."""
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        try:
+            return super().__getitem__(key)  # type: ignore[misc]
+        except IndexError:
+            raise
+        except Exception as error:
+            record = self.records[self._key(key)[0]]  # type: ignore[attr-defined]
+            files = record.image if record.label is None else f"{record.image} (labels {record.label})"
+            raise UnreadableSceneError(
+                f"cannot read scene {record.name} of split {record.split!r}: {files}: {one_line(error)}; "
+                "the file changed or is damaged since the checks at the start, replace it or leave it out"
+            ) from None
+
+
+class TrainingSceneDataset(NamesUnreadableScenes, WholeSceneDataset):
+    """The training samples: `WholeSceneDataset` items whose read errors name the scene."""
+
+
+class WindowedSceneDataset(NamesUnreadableScenes, WholeSceneDataset):
     """Validation samples: whole scenes, or non-overlapping `window` x `window` pieces of larger scenes.
 
     Items are plain indices; no augmentation. Scenes smaller than `min_size` are padded to it (ignored pixels).
@@ -196,7 +253,7 @@ def build_loaders(
     """
     augment = augment_config(config.augment, data.info.num_bands)
     check_training_samples(config, data, rule, augment)
-    train_set = WholeSceneDataset(
+    train_set = TrainingSceneDataset(
         data.train,
         data.info,
         processor,
@@ -243,10 +300,13 @@ def batches_forever(loader: DataLoader, sampler: SceneSampler) -> Iterator[dict[
 __all__ = [
     "RunData",
     "batches_forever",
+    "TrainingSceneDataset",
+    "UnreadableSceneError",
     "WindowedSceneDataset",
     "augment_config",
     "build_loaders",
     "check_batch_size",
+    "check_crop_fits_scenes",
     "check_grid_fits",
     "check_training_samples",
     "load_run_data",

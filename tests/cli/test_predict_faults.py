@@ -8,6 +8,7 @@ that stalls (`tests.cli.stalling_forward`) so that a signal arrives while the te
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -199,8 +200,6 @@ def test_unusable_output_paths_are_named_in_one_line(setup, tmp_path, capsys, mo
 def test_a_configuration_error_on_two_processes_is_one_line_without_tracebacks(
     setup, tmp_path, option, message
 ):
-    import re
-
     from .helpers import run_cli
 
     model, scene = setup
@@ -212,3 +211,49 @@ def test_a_configuration_error_on_two_processes_is_one_line_without_tracebacks(
     # torchrun prints its own ChildFailedError report; no frame of rest_hf's code appears in it or elsewhere
     assert re.search(r'File ".*/rest_hf/', done.stderr) is None, done.stderr
     assert files(tmp_path) == []
+
+
+def test_a_stopped_process_makes_predict_end_within_its_timeout(setup, tmp_path):
+    # Issue 12 item 6 through the command: process 1 is stopped (SIGSTOP) in its forward pass while process 0
+    # waits for it in the forward's collectives; with --timeout 10, process 0 must give up with one line.
+    import psutil
+
+    from .helpers import TORCHRUN
+
+    if not TORCHRUN.exists():
+        pytest.skip(f"torchrun is not installed next to {sys.executable}")
+    model, _ = setup
+    scene = write_geotiff(tmp_path / "wide.tif", synthetic_scene(64, 256, seed=4))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.update(REST_HF_TEST_PID_DIR=str(pids), REST_HF_TEST_PAUSE_RANK="1", TQDM_DISABLE="1")
+    launcher = subprocess.Popen(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "tests.cli.announcing_forward",
+         "predict", str(scene), "-o", str(out / "labels.tif"), "--model", str(model), "--grid", "1x2",
+         "--timeout", "10"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    stopped, stderr = None, ""
+    try:
+        for rank in (0, 1):
+            wait_for(pids / f"rank-{rank}.pid", launcher, seconds=240)
+        first = psutil.Process(int((pids / "rank-0.pid").read_text()))
+        stopped = psutil.Process(int((pids / "rank-1.pid").read_text()))
+        stopped.send_signal(signal.SIGSTOP)
+        # 10 s of timeout, plus a generous margin for a loaded machine (no timing claim beyond "it ended").
+        psutil.wait_procs([first], timeout=120)
+        assert not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, (
+            "process 0 still waits for the stopped process"
+        )
+    finally:
+        if stopped is not None and stopped.is_running():
+            stopped.send_signal(signal.SIGCONT)
+            stopped.kill()
+        _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    ours = [line for line in stderr.splitlines() if line.startswith("rest-hf predict: error: ")]
+    assert len(ours) == 1, stderr
+    assert re.search(r'File ".*/rest_hf/', stderr) is None, stderr
+    assert not out.exists() or files(out) == []
