@@ -303,7 +303,10 @@ class SpatialGRN(SpatialMixin, ConvNextV2GRN):
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         squared = all_reduce_sum(hidden_state.square().sum(dim=(1, 2), keepdim=True), self.ctx)
-        global_features = squared.sqrt()
+        # transformers' `vector_norm` has gradient 0 where a channel is zero over the whole scene; `sqrt` has an
+        # infinite one there (and 0 * inf = NaN in backward): a constant nodata crop would poison the weights.
+        nonzero = squared > 0
+        global_features = torch.where(nonzero, squared, torch.ones_like(squared)).sqrt() * nonzero
         norm_features = global_features / (global_features.mean(dim=-1, keepdim=True) + 1e-6)
         return self.weight * (hidden_state * norm_features) + self.bias + hidden_state
 
