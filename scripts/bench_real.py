@@ -153,26 +153,14 @@ def bench_dataset(name: str, args: argparse.Namespace, out: Path, env: dict, log
             command = [sys.executable, TRAIN, recipe, "--dataset", data, "--output_dir", folder]
             command += ["--resume", "never", "--seed", str(seed), *overrides, *args.train_options]
             seconds = run(command, env, log)
-            end = records(folder, "end")[-1]
             metrics, predict_seconds = evaluate_on_test(
                 folder / "best", data, folder, predict_options, env, log
             )
             seeds.append(
-                dict(
-                    seed=seed,
-                    wall_time=True,
-                    command=shlex.join(train_command),
-                    steps=records(folder, "end")[-1]["step"],
-                    folder=str(folder),
-                    train_seconds=seconds,
-                    predict_seconds=predict_seconds,
-                    best_step=end["best_step"],
-                    val_miou=end["best_mean_iou"],
-                    test=metrics,
-                )
+                run_record(seed, shlex.join(train_command), folder, seconds, metrics, predict_seconds)
             )
             (folder / "bench_run.json").write_text(json.dumps(seeds[-1], indent=2) + "\n")
-            print(f"{name} {model} seed {seed}: val {end['best_mean_iou']:.3f}, test mIoU "
+            print(f"{name} {model} seed {seed}: val {seeds[-1]['val_miou']:.3f}, test mIoU "
                   f"{metrics['mean_iou']:.3f}, {seconds:.0f} s", flush=True)  # fmt: skip
         rows.append(dict(model=model, trained_on=trained_on, tested_by=tested_by, seeds=seeds))
     return dict(
@@ -244,12 +232,20 @@ def train_longer(result: dict, args: argparse.Namespace, out: Path, env: dict, l
     shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, TRAIN, recipe, "--dataset", data, "--output_dir", folder, "--resume", "never"]
     seconds = run([*command, *options], env, log)
-    end = records(folder, "end")[-1]
     metrics, predict_seconds = evaluate_on_test(folder / "best", data, folder, [], env, log)
+    command_line = shlex.join(["python", "scripts/train.py", result["recipe"], *options])
+    return run_record(seed, command_line, folder, seconds, metrics, predict_seconds)
+
+
+def run_record(
+    seed: int, command: str, folder: Path, seconds: float, metrics: dict, predict_seconds: float
+) -> dict:
+    """What one finished train.py run contributes to the tables (and to its folder's bench_run.json)."""
+    end = records(folder, "end")[-1]
     return dict(
         seed=seed,
         wall_time=True,
-        command=shlex.join(["python", "scripts/train.py", result["recipe"], *options]),
+        command=command,
         steps=end["step"],
         folder=str(folder),
         train_seconds=seconds,
