@@ -14,8 +14,8 @@ grep -E '^(torch|torchvision)[=<>]' constraints.txt >"$torch_only"
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q --upgrade -c "$torch_only" -e '.[dev]'
+"$venv/bin/pip" install -q --upgrade -c "$torch_only" -e '.[dev,demo]'
 echo "newest releases under test:"
-"$venv/bin/pip" freeze --exclude-editable | grep -iE '^(transformers|accelerate|huggingface.hub|safetensors|datasets|rasterio|numpy)=='
+"$venv/bin/pip" freeze --exclude-editable | grep -iE "^(transformers|accelerate|huggingface.hub|safetensors|datasets|rasterio|numpy|gradio|pillow|selenium)=="
 "$venv/bin/ruff" check .
 HF_HUB_OFFLINE=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests
