@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .io.classes import class_names
+
 __all__ = ["ConfusionMatrix", "format_table", "metrics_to_json"]
 
 
@@ -201,18 +203,7 @@ class ConfusionMatrix:
 
 def _class_names(id2label: Mapping[Any, str] | Sequence[str] | None, num_classes: int) -> list[str]:
     """K display names: from id2label (int or str keys, or a list), `str(id)` where missing."""
-    names = [str(i) for i in range(num_classes)]
-    if id2label is None:
-        return names
-    if isinstance(id2label, Mapping):
-        for key, value in id2label.items():
-            i = int(key)
-            if 0 <= i < num_classes:
-                names[i] = str(value)
-    else:
-        for i, value in enumerate(list(id2label)[:num_classes]):
-            names[i] = str(value)
-    return names
+    return class_names(id2label, num_classes, unnamed="{}")
 
 
 def _num_classes(metrics: Mapping[str, Any]) -> int:

@@ -9,9 +9,11 @@ from typing import Any
 __all__ = ["class_names", "class_names_from_tags", "class_names_tag"]
 
 
-def class_names(id2label: Mapping[Any, str] | Sequence[str] | None, num_classes: int) -> list[str]:
-    """Names of classes 0..K-1 from `id2label` (a mapping or a list); `class_<i>` where it names none."""
-    names = [f"class_{i}" for i in range(num_classes)]
+def class_names(
+    id2label: Mapping[Any, str] | Sequence[str] | None, num_classes: int, unnamed: str = "class_{}"
+) -> list[str]:
+    """Names of classes 0..K-1 from `id2label` (a mapping or a list); `unnamed.format(i)` where it names none."""
+    names = [unnamed.format(i) for i in range(num_classes)]
     if isinstance(id2label, Mapping):
         for key, value in id2label.items():
             if 0 <= int(key) < num_classes:
