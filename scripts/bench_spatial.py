@@ -36,9 +36,26 @@ from rest_hf.spatial import GradientReducer, SpatialContext, parallelize_spatial
 COLLECTIVES = ("all_reduce", "all_gather", "all_to_all_single", "broadcast")
 
 
+class _TimedWork:
+    """An asynchronous collective's handle whose `wait` adds the time spent waiting to the meter."""
+
+    def __init__(self, work, meter: CommMeter) -> None:
+        self._work, self._meter = work, meter
+
+    def wait(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = self._work.wait(*args, **kwargs)
+        self._meter.seconds += time.perf_counter() - start
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._work, name)
+
+
 class CommMeter:
     """Wraps torch.distributed's collectives (as the primitives call them) to count them and add up their
-    wall time (an asynchronous all-reduce counts its launch only)."""
+    wall time: the call, and for an asynchronous one (halos in flight, overlapped gradient buckets) the time
+    spent in its `wait` too, i.e. the communication the computation did not hide."""
 
     def __init__(self, device: str) -> None:
         self.seconds = 0.0
@@ -66,7 +83,7 @@ class CommMeter:
             self.calls += 1
             tensor = args[1] if name == "all_gather" and len(args) > 1 else None
             self.metadata += int(isinstance(tensor, torch.Tensor) and tensor.dtype == torch.int64)
-            return result
+            return _TimedWork(result, self) if kwargs.get("async_op") else result
 
         return call
 

@@ -281,7 +281,24 @@ def distributed_roll(
 # ------------------------------------------------------------------------------------------------ reductions
 
 
+# Sums of at most this many elements per rank, on the CPU (gloo), travel as one all-to-all of copies: on one
+# machine gloo's all_reduce takes about 1.8 ms for a few floats, its all_to_all_single about 0.2 ms
+# (`scripts/bench_spatial.py`), and the statistics of a forward (GRN norms, pooled bins, BatchNorm moments, the
+# loss) are all this small. Larger tensors keep the bandwidth-optimal all_reduce.
+_SUM_BY_EXCHANGE_MAX = 1 << 16
+
+
 def _all_reduced(x: torch.Tensor, ctx: SpatialContext) -> torch.Tensor:
+    """sum_r x_r on every rank; the same bits on every rank (rank order is fixed in both paths)."""
+    if x.device.type == "cpu" and x.numel() <= _SUM_BY_EXCHANGE_MAX:
+        flat = x.reshape(-1)
+        everyone = exchange(
+            ctx, [(r, flat) for r in range(ctx.size)], [(r, [flat.numel()]) for r in range(ctx.size)], flat
+        )
+        total = everyone[0].clone()
+        for part in everyone[1:]:
+            total += part
+        return total.view(x.shape)
     out = x.clone(memory_format=torch.contiguous_format)
     dist.all_reduce(out, group=ctx.group)
     return out

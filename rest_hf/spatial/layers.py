@@ -18,6 +18,7 @@ from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2GRN
 
 from ..models.modeling_rest import RestBilinearResize
 from .comm import all_reduce_sum, halo_exchange
+from .comm_halo import HaloFrame, start_halo
 from .context import SpatialContext
 from .geometry import LayoutBook, gather_layouts
 from .partition import TilePartition, TileRule
@@ -66,26 +67,43 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
 
     The halo is `dilation * (kernel - 1) / 2` pixels per side (with corners), so a tile's output equals the
     same rows and columns of the convolution of the whole scene; zero padding remains at the scene's edges.
-    The halo's fit in the neighbouring tiles is checked once per forward by `parallelize_spatial`'s input
-    check (tiles of at least `spatial_min_tile` px), not again at every call.
+    The halo travels while the convolution runs on the zero-padded tile (`start_halo`), whose output is already
+    exact except in the `halo` rows or columns next to an edge shared with a neighbour; those are recomputed
+    in place from the halo-padded strips. The halo's fit in the neighbouring tiles is checked once per forward
+    by `parallelize_spatial`'s input check (tiles of at least `spatial_min_tile` px), not again at every call.
     """
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         # Only split axes get a halo; along an axis the grid does not split, the convolution's own zero padding
-        # is the scene's edge (one copy of the tile fewer).
+        # is the scene's edge.
         pad_h, pad_w = self.padding
         halo_h = pad_h if self.ctx.grid[0] > 1 else 0
         halo_w = pad_w if self.ctx.grid[1] > 1 else 0
-        padded = halo_exchange(hidden_state, self.ctx, halo_h, halo_h, halo_w, halo_w, check=False)
-        return F.conv2d(
-            padded,
-            self.weight,
-            self.bias,
-            self.stride,
-            (pad_h - halo_h, pad_w - halo_w),
-            self.dilation,
-            self.groups,
-        )
+        if not (halo_h or halo_w):
+            return super().forward(hidden_state)
+        pending = start_halo(hidden_state, self.ctx, halo_h, halo_h, halo_w, halo_w)
+        output = super().forward(hidden_state)
+        frame = pending.wait()
+        height, width = hidden_state.shape[-2:]
+        all_rows, all_cols = (0, height + 2 * halo_h), (0, width + 2 * halo_w)
+        # Output pixel i reads padded pixels [i, i + 2 * halo]: the first `halo` outputs read padded [0, 3 halo).
+        if frame.has((-1, 0)):
+            output[..., :halo_h, :] = self._strip(
+                frame.window((0, 3 * halo_h), all_cols), (0, pad_w - halo_w)
+            )
+        if frame.has((1, 0)):
+            rows = (height - halo_h, height + 2 * halo_h)
+            output[..., height - halo_h :, :] = self._strip(frame.window(rows, all_cols), (0, pad_w - halo_w))
+        if frame.has((0, -1)):
+            output[..., :halo_w] = self._strip(frame.window(all_rows, (0, 3 * halo_w)), (pad_h - halo_h, 0))
+        if frame.has((0, 1)):
+            cols = (width - halo_w, width + 2 * halo_w)
+            output[..., width - halo_w :] = self._strip(frame.window(all_rows, cols), (pad_h - halo_h, 0))
+        return output
+
+    def _strip(self, window: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+        """The convolution of a halo-padded strip; `padding` is the zero padding of the axes not split."""
+        return F.conv2d(window, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
@@ -129,38 +147,6 @@ class SpatialBatchNorm2d(SpatialMixin, nn.BatchNorm2d):
         self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
 
 
-def _bin_matrix(
-    bins: int, length: int, start: int, stop: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """(bins, stop - start) weights: 1/bin_size where global row `start + j` lies in adaptive bin i."""
-    rows = torch.arange(start, stop, device=device)
-    lower = torch.tensor([(i * length) // bins for i in range(bins)], device=device)
-    upper = torch.tensor([-((-(i + 1) * length) // bins) for i in range(bins)], device=device)
-    inside = (rows[None, :] >= lower[:, None]) & (rows[None, :] < upper[:, None])
-    return inside.to(dtype) / (upper - lower).to(dtype)[:, None]
-
-
-class SpatialAdaptiveAvgPool2d(SpatialMixin, nn.AdaptiveAvgPool2d):
-    """Adaptive average pooling with bins over the whole scene; every rank gets the whole pooled map.
-
-    Each rank sums its part of every global bin (bins are those of `adaptive_avg_pool2d`: start
-    floor(i*H/s), end ceil((i+1)*H/s)), and one all-reduce adds the parts. Backward of that all-reduce is an
-    all-reduce too, because every rank's pooled map feeds its own tile of the loss.
-    """
-
-    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        out_h, out_w = (
-            (self.output_size, self.output_size) if isinstance(self.output_size, int) else self.output_size
-        )
-        layout = self.layouts.layout(*hidden_state.shape[2:], what="pyramid pooling input")
-        box = layout.box()
-        kwargs = {"dtype": hidden_state.dtype, "device": hidden_state.device}
-        row_weights = _bin_matrix(out_h, layout.height, box.top, box.bottom, **kwargs)
-        col_weights = _bin_matrix(out_w, layout.width, box.left, box.right, **kwargs)
-        partial = torch.einsum("ih,bchw,jw->bcij", row_weights, hidden_state, col_weights)
-        return all_reduce_sum(partial, self.ctx)
-
-
 def _source_positions(
     out_start: int, out_stop: int, in_size: int, out_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,16 +185,29 @@ def _interpolate_axis(
     return output
 
 
+def _upsample(hidden_state: torch.Tensor, k_rows: int, k_cols: int) -> torch.Tensor:
+    return F.interpolate(hidden_state, scale_factor=(k_rows, k_cols), mode="bilinear", align_corners=False)
+
+
+def _span(frame: HaloFrame, axis: int, extent: int, halo: int, k: int) -> tuple[tuple[int, int], int]:
+    """Padded range along `axis` of a strip across the tile (the tile plus the halo bands a neighbour sent), and
+    where the tile's first output lies in the strip's output. Past the scene's edge the strip stops at the
+    tile, so `F.interpolate` clamps there as it does on the whole scene."""
+    before = frame.has((-1, 0) if axis == 0 else (0, -1))
+    after = frame.has((1, 0) if axis == 0 else (0, 1))
+    start = 0 if before else halo
+    return (start, halo + extent + (halo if after else 0)), k * (halo - start)
+
+
 class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     """Bilinear resizing (align_corners=False) of a split map to a split map, in global coordinates.
 
-    Source and target tiles come from the model's layout book; each rank receives the few source rows and
-    columns beyond its tile that its output pixels interpolate from (a halo of 1-2 pixels when upsampling),
-    so tile borders leave no seam. When the scene's output size is a whole multiple k of its input size (the
-    decoder's 2x-8x upsamplings and the final 4x of aligned scenes), the halo-padded tile goes through
-    `F.interpolate` itself with `scale_factor=k`: its local output j is then the global output
-    ``k * first_padded_row + j``, the very pixels of the whole scene's `F.interpolate`, and this rank keeps its
-    own rows and columns (a view, no copy). Other ratios use explicit global source indices and weights.
+    Source and target tiles come from the model's layout book. When every output tile is a whole multiple k of
+    its source tile (the decoder's 2x-8x upsamplings and the final 4x of aligned scenes), `F.interpolate` of the
+    tile alone (`scale_factor=k`) already gives the whole scene's pixels except the k // 2 output rows or
+    columns next to an edge shared with a neighbour, which read one source pixel beyond the tile: the halo of
+    one pixel travels meanwhile (`start_halo`) and those few pixels are recomputed in place from halo-padded
+    strips. Other ratios exchange the halo first and interpolate at explicit global source indices and weights.
     """
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -219,44 +218,62 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         else:
             source = self.layouts.layout(*hidden_state.shape[2:], what="resize input")
             target = self.layouts.layout(*size, what="resize output")
+        scales = self._whole_scales(source, target)
+        if scales is not None:
+            return self._upsample_tile(hidden_state, *scales)
         plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
-        windows = [self._whole_multiple(source, target, axis, *plans[axis][0]) for axis in (0, 1)]
-        if all(w is not None for w in windows):
-            # The zeros halo_exchange adds past the scene's edges must not take part: F.interpolate clamps there.
-            (rows, row_start, row_stop, row_scale), (cols, col_start, col_stop, col_scale) = windows
-            resized = F.interpolate(
-                padded[..., rows, cols],
-                scale_factor=(row_scale, col_scale),
-                mode="bilinear",
-                align_corners=False,
-            )
-            return resized[..., row_start:row_stop, col_start:col_stop]
         for axis, (_, lower, weight, last) in enumerate(plans):
             padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
 
-    def _whole_multiple(
-        self, source: TilePartition, target: TilePartition, axis: int, before: int, after: int
-    ) -> tuple[slice, int, int, float] | None:
-        """Along `axis`: the slice of the halo-padded tile inside the scene, and (first, stop, k) of this rank's
-        output within `F.interpolate(that slice, scale_factor=k)`; None when the scene's output size is not k
-        times its input size (or the window falls outside)."""
-        edges_in = source.row_edges if axis == 0 else source.col_edges
-        edges_out = target.row_edges if axis == 0 else target.col_edges
-        if edges_out[-1] % edges_in[-1]:
-            return None
-        k = edges_out[-1] // edges_in[-1]
-        mine = self.ctx.coord[axis]
-        before_in = before if mine > 0 else 0
-        after_in = after if mine < len(edges_in) - 2 else 0
-        first_source = edges_in[mine] - before_in
-        extent = edges_in[mine + 1] + after_in - first_source
-        start, stop = edges_out[mine] - k * first_source, edges_out[mine + 1] - k * first_source
-        if start < 0 or stop > k * extent:
-            return None
-        return slice(before - before_in, before - before_in + extent), start, stop, float(k)
+    @staticmethod
+    def _whole_scales(source: TilePartition, target: TilePartition) -> tuple[int, int] | None:
+        """(k_rows, k_cols) when every target tile edge is k times its source edge (k >= 1), else None."""
+        scales = []
+        for edges_in, edges_out in (
+            (source.row_edges, target.row_edges),
+            (source.col_edges, target.col_edges),
+        ):
+            k = edges_out[-1] // edges_in[-1]
+            if k < 1 or any(e_out != k * e_in for e_in, e_out in zip(edges_in, edges_out, strict=True)):
+                return None
+            scales.append(k)
+        return scales[0], scales[1]
+
+    def _upsample_tile(self, hidden_state: torch.Tensor, k_rows: int, k_cols: int) -> torch.Tensor:
+        """The tile's part of the whole scene's `F.interpolate(scale_factor=(k_rows, k_cols))`."""
+        halo_h = 1 if self.ctx.grid[0] > 1 and k_rows > 1 else 0
+        halo_w = 1 if self.ctx.grid[1] > 1 and k_cols > 1 else 0
+        pending = (
+            start_halo(hidden_state, self.ctx, halo_h, halo_h, halo_w, halo_w) if halo_h or halo_w else None
+        )
+        output = _upsample(hidden_state, k_rows, k_cols)
+        if pending is None:
+            return output
+        frame = pending.wait()
+        height, width = hidden_state.shape[-2:]
+        rows, row_offset = _span(frame, 0, height, halo_h, k_rows)
+        cols, col_offset = _span(frame, 1, width, halo_w, k_cols)
+        out_rows = slice(row_offset, row_offset + k_rows * height)
+        out_cols = slice(col_offset, col_offset + k_cols * width)
+        # A strip of the halo pixel and the tile's edge pixel; its output k + j is the tile's first output j,
+        # and its outputs k - k // 2 .. k - 1 are the last outputs before the tile's far edge.
+        fix_h, fix_w = k_rows // 2, k_cols // 2
+        if frame.has((-1, 0)):
+            strip = _upsample(frame.window((0, 2), cols), k_rows, k_cols)
+            output[..., :fix_h, :] = strip[..., k_rows : k_rows + fix_h, out_cols]
+        if frame.has((1, 0)):
+            strip = _upsample(frame.window((height - 1 + halo_h, height + 1 + halo_h), cols), k_rows, k_cols)
+            output[..., k_rows * height - fix_h :, :] = strip[..., k_rows - fix_h : k_rows, out_cols]
+        if frame.has((0, -1)):
+            strip = _upsample(frame.window(rows, (0, 2)), k_rows, k_cols)
+            output[..., :fix_w] = strip[..., out_rows, k_cols : k_cols + fix_w]
+        if frame.has((0, 1)):
+            strip = _upsample(frame.window(rows, (width - 1 + halo_w, width + 1 + halo_w)), k_rows, k_cols)
+            output[..., k_cols * width - fix_w :] = strip[..., out_rows, k_cols - fix_w : k_cols]
+        return output
 
     def _axis_plan(
         self, source: TilePartition, target: TilePartition, axis: int
@@ -314,7 +331,6 @@ class SpatialGRN(SpatialMixin, ConvNextV2GRN):
 __all__ = [
     "HaloConv2d",
     "SpatialBatchNorm2d",
-    "SpatialAdaptiveAvgPool2d",
     "SpatialBilinearResize",
     "ReplicatedSourceResize",
     "SpatialGRN",

@@ -29,7 +29,6 @@ from .geometry import LayoutBook
 from .layers import (
     HaloConv2d,
     ReplicatedSourceResize,
-    SpatialAdaptiveAvgPool2d,
     SpatialBatchNorm2d,
     SpatialBilinearResize,
     SpatialGRN,
@@ -37,6 +36,7 @@ from .layers import (
 )
 from .loss import SpatialSegmentationLoss
 from .partition import TileRule
+from .pooling import SpatialAdaptiveAvgPool2d, SpatialPyramidPooling, SpatialUpsampleFirstPyramidPooling
 from .swin import SpatialSwinLayer
 
 MODES = ("exact", "regional")
@@ -191,13 +191,20 @@ def parallelize_spatial(
 
 
 def _adopt_pyramid_pooling(model: nn.Module, ctx: SpatialContext, book: LayoutBook) -> set[int]:
-    """Twins of pyramid pooling: bins over the whole scene, a resize from the replicated pooled map, and the
-    BatchNorms on pooled maps (every rank holds them whole: their local statistics are already global). Returns
-    the ids of the modules handled here."""
+    """Twins of pyramid pooling: the module (all scales' bins in one sum), bins over the whole scene, a resize
+    from the replicated pooled map, and the BatchNorms on pooled maps (every rank holds them whole: their local
+    statistics are already global). Returns the ids of the modules handled here."""
     handled: set[int] = set()
-    for module in model.modules():
+    for module in list(model.modules()):
         if not isinstance(module, RestPyramidPoolingModule):
             continue
+        twin = (
+            SpatialUpsampleFirstPyramidPooling
+            if isinstance(module, RestUpsampleFirstPyramidPoolingModule)
+            else SpatialPyramidPooling
+        )
+        twin.adopt(module, ctx, book)
+        handled.add(id(module))
         ReplicatedSourceResize.adopt(module.resize, ctx, book)
         handled.add(id(module.resize))
         for block in module.blocks:

@@ -23,13 +23,13 @@ from rest_hf.spatial.attention import SpatialGlobalAttention
 from rest_hf.spatial.layers import (
     HaloConv2d,
     ReplicatedSourceResize,
-    SpatialAdaptiveAvgPool2d,
     SpatialBatchNorm2d,
     SpatialBilinearResize,
     SpatialGRN,
 )
 from rest_hf.spatial.loss import SpatialSegmentationLoss
 from rest_hf.spatial.partition import TileRule
+from rest_hf.spatial.pooling import SpatialAdaptiveAvgPool2d
 from rest_hf.spatial.swin import SpatialSwinLayer
 from tests.multiprocess import run_in_processes
 

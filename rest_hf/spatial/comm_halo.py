@@ -1,0 +1,213 @@
+"""Halos in flight: the neighbours' border pixels sent while the tile's interior is computed.
+
+`halo_exchange` (comm.py) returns the halo-padded tile, a copy of the whole tile, after the exchange has
+finished. Layers whose output is exact away from the tile's edge without any halo (a zero-padded convolution,
+`F.interpolate` of the tile) do better: `start_halo` sends this tile's borders to all (up to 8) neighbours in
+one non-blocking all-to-all, the layer computes its whole output from the tile alone meanwhile, and
+`PendingHalo.wait` returns a `HaloFrame` from which it recomputes only the few output pixels next to an edge
+shared with a neighbour. No copy of the tile is made and the exchange's latency hides behind the interior.
+
+Geometry: every rank passes the same widths `(top, bottom, left, right)`. The padded tile is, in blocks,
+
+    [[TL, T, TR],
+     [ L, X,  R],
+     [BL, B, BR]]
+
+with X this tile, T the last `top` rows of the tile above (TL, TR its diagonal neighbours' corners), and so
+on; blocks past the scene's edge are zeros, like `halo_exchange`'s, so `HaloFrame.window` of any region equals
+the same region of the zero-padded whole scene.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+
+from .comm_alltoall import exchange
+
+if TYPE_CHECKING:
+    from .context import SpatialContext
+
+# The eight neighbour directions (row step, column step), in the fixed order every rank lists them.
+_DIRECTIONS = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
+
+
+def _band(step: int, extent: int, before: int, after: int, sending: bool) -> tuple[int, int]:
+    """(start, length) along one axis of the block exchanged with the neighbour `step` away.
+
+    Received (`sending` False): the `before` halo from the previous tile, the `after` halo from the next one.
+    Sent: what that neighbour receives, i.e. the first `after` pixels go to the previous tile (its `after`
+    halo), the last `before` pixels to the next tile (its `before` halo)."""
+    if step == 0:
+        return 0, extent
+    if sending:
+        return (0, after) if step < 0 else (extent - before, before)
+    return (0, before) if step < 0 else (0, after)
+
+
+def _blocks(
+    ctx: SpatialContext, shape: torch.Size, widths: tuple[int, int, int, int], sending: bool
+) -> list[tuple[tuple[int, int], int, tuple[int, int], tuple[int, int]]]:
+    """(direction, peer, (row start, rows), (col start, cols)) of every non-empty block to send or receive."""
+    top, bottom, left, right = widths
+    height, width = shape[-2], shape[-1]
+    found = []
+    for direction in _DIRECTIONS:
+        peer = ctx.neighbour(*direction)
+        rows = _band(direction[0], height, top, bottom, sending)
+        cols = _band(direction[1], width, left, right, sending)
+        if peer is not None and rows[1] and cols[1]:
+            found.append((direction, peer, rows, cols))
+    return found
+
+
+def _region(x: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    return x[..., rows[0] : rows[0] + rows[1], cols[0] : cols[0] + cols[1]]
+
+
+class PendingHalo:
+    """This tile's border blocks on their way to the neighbours, and the neighbours' on their way here."""
+
+    def __init__(self, x: torch.Tensor, ctx: SpatialContext, widths: tuple[int, int, int, int]) -> None:
+        self.x, self.ctx, self.widths = x, ctx, widths
+        self.incoming = _blocks(ctx, x.shape, widths, sending=False)
+        outgoing = _blocks(ctx, x.shape, widths, sending=True)
+        lead = list(x.shape[:-2])
+        detached = x.detach()
+        send_sizes, self.recv_sizes = [0] * ctx.size, [0] * ctx.size
+        pieces: list[list[torch.Tensor]] = [[] for _ in range(ctx.size)]
+        for _, peer, rows, cols in outgoing:
+            pieces[peer].append(_region(detached, rows, cols).reshape(-1))
+            send_sizes[peer] += math.prod(lead) * rows[1] * cols[1]
+        for _, peer, rows, cols in self.incoming:
+            self.recv_sizes[peer] += math.prod(lead) * rows[1] * cols[1]
+        flat = [piece for per_peer in pieces for piece in per_peer]
+        # Kept alive until `wait`: the backend reads it while the layer computes.
+        self._send = torch.cat(flat) if flat else x.new_empty(0)
+        self._recv = x.new_empty(sum(self.recv_sizes))
+        self._work = dist.all_to_all_single(
+            self._recv,
+            self._send,
+            output_split_sizes=self.recv_sizes,
+            input_split_sizes=send_sizes,
+            group=ctx.group,
+            async_op=True,
+        )
+
+    def received(self) -> list[torch.Tensor]:
+        """Block until the exchange is done; the received blocks in the order of `self.incoming`."""
+        self._work.wait()
+        lead = list(self.x.shape[:-2])
+        chunks, offsets, blocks = self._recv.split(self.recv_sizes), [0] * self.ctx.size, []
+        for _, peer, rows, cols in self.incoming:
+            n = math.prod(lead) * rows[1] * cols[1]
+            blocks.append(chunks[peer][offsets[peer] : offsets[peer] + n].view(*lead, rows[1], cols[1]))
+            offsets[peer] += n
+        return blocks
+
+    def wait(self) -> HaloFrame:
+        """The halo-padded tile, as a `HaloFrame`; differentiable in `x` when gradients are enabled."""
+        if torch.is_grad_enabled() and self.x.requires_grad:
+            blocks = list(ReceivedHalo.apply(self.x, self))
+        else:
+            blocks = self.received()
+        by_direction = {
+            direction: block for (direction, *_), block in zip(self.incoming, blocks, strict=True)
+        }
+        return HaloFrame(self.x, self.widths, by_direction)
+
+
+class ReceivedHalo(torch.autograd.Function):
+    """The neighbours' border blocks of a `PendingHalo`, as a function of every rank's tile.
+
+    FORWARD: waits for the exchange `start_halo` began; returns the received blocks (in `incoming` order).
+    BACKWARD: the gradient of each received block is sent back to the neighbour it came from (one
+    all_to_all_single), which adds it into the edge pixels the block was cut from; that sum is the tile's
+    gradient from its halo uses (autograd adds the gradient of its direct uses).
+    """
+
+    @staticmethod
+    def forward(actx, x, pending):
+        actx.pending = pending
+        actx.shape = x.shape
+        return tuple(block.clone() for block in pending.received())
+
+    @staticmethod
+    def backward(actx, *grads):
+        pending: PendingHalo = actx.pending
+        outgoing = _blocks(pending.ctx, actx.shape, pending.widths, sending=True)
+        lead = list(actx.shape[:-2])
+        sends = [(peer, grad) for (_, peer, _, _), grad in zip(pending.incoming, grads, strict=True)]
+        recvs = [(peer, [*lead, rows[1], cols[1]]) for _, peer, rows, cols in outgoing]
+        like = grads[0] if grads else pending.x
+        got = exchange(pending.ctx, [(p, g.contiguous()) for p, g in sends], recvs, like)
+        grad_x = torch.zeros(actx.shape, dtype=like.dtype, device=like.device)
+        for (_, _, rows, cols), block in zip(outgoing, got, strict=True):
+            _region(grad_x, rows, cols).add_(block)
+        return grad_x, None
+
+
+class HaloFrame:
+    """The halo-padded tile of a `PendingHalo`, assembled only where a layer asks (`window`)."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        widths: tuple[int, int, int, int],
+        blocks: dict[tuple[int, int], torch.Tensor],
+    ) -> None:
+        self.x, self.blocks = x, blocks
+        self.top, self.bottom, self.left, self.right = widths
+
+    def has(self, direction: tuple[int, int]) -> bool:
+        """Whether a neighbour sent the halo of `direction` (False past the scene's edge)."""
+        return direction in self.blocks
+
+    def _bands(self, axis: int) -> list[tuple[int, int, int]]:
+        """(step, padded start, extent) of the three bands along `axis` (0 rows, 1 columns)."""
+        before, after = (self.top, self.bottom) if axis == 0 else (self.left, self.right)
+        extent = self.x.shape[-2 + axis]
+        return [(-1, 0, before), (0, before, extent), (1, before + extent, after)]
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        """Padded rows [rows[0], rows[1]) x padded columns [cols[0], cols[1]) of the padded tile.
+
+        Padded row `top` is the tile's row 0 (and likewise for columns); pixels past the scene's edge are 0.
+        """
+        lead = self.x.shape[:-2]
+        bands = []
+        for row_step, row_start, row_extent in self._bands(0):
+            r0, r1 = max(rows[0], row_start), min(rows[1], row_start + row_extent)
+            if r0 >= r1:
+                continue
+            pieces = []
+            for col_step, col_start, col_extent in self._bands(1):
+                c0, c1 = max(cols[0], col_start), min(cols[1], col_start + col_extent)
+                if c0 >= c1:
+                    continue
+                block = self.x if (row_step, col_step) == (0, 0) else self.blocks.get((row_step, col_step))
+                if block is None:
+                    pieces.append(self.x.new_zeros(*lead, r1 - r0, c1 - c0))
+                else:
+                    pieces.append(
+                        block[..., r0 - row_start : r1 - row_start, c0 - col_start : c1 - col_start]
+                    )
+            bands.append(torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0])
+        return torch.cat(bands, dim=-2) if len(bands) > 1 else bands[0]
+
+
+def start_halo(
+    x: torch.Tensor, ctx: SpatialContext, top: int, bottom: int, left: int, right: int
+) -> PendingHalo:
+    """Begin sending this tile's (..., h, w) borders to its neighbours; `wait()` on the result gives the frame.
+
+    Every rank of the spatial group must call it with the same widths, and then `wait()`, in the same order as
+    its other collectives. Widths must not exceed the neighbouring tiles (the model's input check ensures it).
+    """
+    return PendingHalo(x, ctx, (top, bottom, left, right))
+
+
+__all__ = ["HaloFrame", "PendingHalo", "ReceivedHalo", "start_halo"]
