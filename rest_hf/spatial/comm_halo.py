@@ -88,18 +88,24 @@ class PendingHalo:
         # Kept alive until `wait`: the backend reads it while the layer computes.
         self._send = torch.cat(flat) if flat else x.new_empty(0)
         self._recv = x.new_empty(sum(self.recv_sizes))
-        self._work = dist.all_to_all_single(
-            self._recv,
-            self._send,
-            output_split_sizes=self.recv_sizes,
-            input_split_sizes=send_sizes,
-            group=ctx.group,
-            async_op=True,
+        # Nothing to exchange (one process, or no neighbour across a halo): no collective at all.
+        self._work = (
+            dist.all_to_all_single(
+                self._recv,
+                self._send,
+                output_split_sizes=self.recv_sizes,
+                input_split_sizes=send_sizes,
+                group=ctx.group,
+                async_op=True,
+            )
+            if any(send_sizes) or any(self.recv_sizes)
+            else None
         )
 
     def received(self) -> list[torch.Tensor]:
         """Block until the exchange is done; the received blocks in the order of `self.incoming`."""
-        self._work.wait()
+        if self._work is not None:
+            self._work.wait()
         lead = list(self.x.shape[:-2])
         chunks, offsets, blocks = self._recv.split(self.recv_sizes), [0] * self.ctx.size, []
         for _, peer, rows, cols in self.incoming:
@@ -110,7 +116,7 @@ class PendingHalo:
 
     def wait(self) -> HaloFrame:
         """The halo-padded tile, as a `HaloFrame`; differentiable in `x` when gradients are enabled."""
-        if torch.is_grad_enabled() and self.x.requires_grad:
+        if self.incoming and torch.is_grad_enabled() and self.x.requires_grad:
             blocks = list(ReceivedHalo.apply(self.x, self))
         else:
             blocks = self.received()
@@ -131,20 +137,19 @@ class ReceivedHalo(torch.autograd.Function):
 
     @staticmethod
     def forward(actx, x, pending):
-        actx.pending = pending
-        actx.shape = x.shape
+        # Only the geometry is kept for backward, not the pending exchange's buffers.
+        actx.geometry = (pending.ctx, pending.widths, pending.incoming, x.shape)
         return tuple(block.clone() for block in pending.received())
 
     @staticmethod
     def backward(actx, *grads):
-        pending: PendingHalo = actx.pending
-        outgoing = _blocks(pending.ctx, actx.shape, pending.widths, sending=True)
-        lead = list(actx.shape[:-2])
-        sends = [(peer, grad) for (_, peer, _, _), grad in zip(pending.incoming, grads, strict=True)]
+        ctx, widths, incoming, shape = actx.geometry
+        outgoing = _blocks(ctx, shape, widths, sending=True)
+        lead = list(shape[:-2])
+        sends = [(peer, grad.contiguous()) for (_, peer, _, _), grad in zip(incoming, grads, strict=True)]
         recvs = [(peer, [*lead, rows[1], cols[1]]) for _, peer, rows, cols in outgoing]
-        like = grads[0] if grads else pending.x
-        got = exchange(pending.ctx, [(p, g.contiguous()) for p, g in sends], recvs, like)
-        grad_x = torch.zeros(actx.shape, dtype=like.dtype, device=like.device)
+        got = exchange(ctx, sends, recvs, grads[0])
+        grad_x = grads[0].new_zeros(shape)
         for (_, _, rows, cols), block in zip(outgoing, got, strict=True):
             _region(grad_x, rows, cols).add_(block)
         return grad_x, None

@@ -22,6 +22,7 @@ from rest_hf.spatial.comm import (
     sum_partials,
     tokens_to_heads,
 )
+from rest_hf.spatial.comm_halo import start_halo
 from rest_hf.spatial.context import SpatialContext
 from rest_hf.spatial.partition import TileRule
 from tests.multiprocess import run_in_processes
@@ -62,6 +63,34 @@ def check_halo(
     sum((g * t).sum() for g, t in zip(upstream, refs, strict=True)).backward()
     tol = TOL if dtype == torch.float64 else {"rtol": 1e-6, "atol": 1e-6}  # corners sum 4 terms in any order
     torch.testing.assert_close(x.grad, part.local(whole.grad), **tol)
+
+
+def check_halo_in_flight(ctx: SpatialContext, height: int, width: int, alignment: int, widths, seed=0):
+    """`start_halo`: every window of its frame is that region of the zero-padded scene, and the received
+    blocks send their gradient back to the tiles they came from (as `halo_exchange` does)."""
+    top, bottom, left, right = widths
+    part = ctx.partition(height, width, TileRule(alignment=alignment))
+    whole = _leaf(_rand(seed, 2, 3, height, width))
+    x = _leaf(part.local(whole))
+    frame = start_halo(x, ctx, top, bottom, left, right).wait()
+    box = part.boxes()[ctx.rank]
+    padded_rows, padded_cols = box.height + top + bottom, box.width + left + right
+    full = frame.window((0, padded_rows), (0, padded_cols))
+    padded = F.pad(whole, (left, right, top, bottom))
+    refs = [
+        padded[..., b.top : b.bottom + top + bottom, b.left : b.right + left + right] for b in part.boxes()
+    ]
+    assert torch.equal(full, refs[ctx.rank]), f"frame {widths} differs at rank {ctx.rank}"
+    # A window that cuts through the bands (what a layer's edge strip reads).
+    rows, cols = (1, padded_rows - 1), (max(0, left - 1), min(padded_cols, left + 2))
+    assert torch.equal(frame.window(rows, cols), refs[ctx.rank][..., rows[0] : rows[1], cols[0] : cols[1]])
+    for direction, peer in (((-1, 0), top), ((1, 0), bottom), ((0, -1), left), ((0, 1), right)):
+        assert frame.has(direction) == (ctx.neighbour(*direction) is not None and peer > 0)
+
+    upstream = [_rand(seed + 1 + r, *t.shape) for r, t in enumerate(refs)]
+    full.backward(upstream[ctx.rank])
+    sum((g * t).sum() for g, t in zip(upstream, refs, strict=True)).backward()
+    torch.testing.assert_close(x.grad, part.local(whole.grad), **TOL)
 
 
 def check_halo_errors(ctx: SpatialContext, height: int, width: int):
@@ -235,6 +264,8 @@ def _all_checks(ctx: SpatialContext):
     check_halo(ctx, height, width, 2, (1, 2, 2, 1), lead=(), seed=3)  # (H, W)
     check_halo(ctx, height, width, 2, (1, 1, 1, 1), lead=(4,), dtype=torch.float32, seed=4)  # (C, H, W), fp32
     check_halo(ctx, 4 * rows + 1, 4 * cols + 2, 4, (4, 4, 4, 4), seed=5)  # halo as wide as the smallest tile
+    for widths in ((1, 1, 1, 1), (3, 3, 3, 3), (2, 2, 0, 0), (0, 0, 1, 1)):
+        check_halo_in_flight(ctx, height, width, 2, widths)
     check_halo_errors(ctx, height, width)
     for shifts in ((3, -2), (-3, 2), (1, 0), (0, -1)):
         for channels_last in (False, True):
@@ -274,6 +305,7 @@ def test_single_process_is_the_local_op():
     ctx = SpatialContext.trivial()
     x = _rand(0, 2, 5, 6)
     torch.testing.assert_close(halo_exchange(x, ctx, 1, 2, 3, 0), F.pad(x, (3, 0, 1, 2)))
+    assert torch.equal(start_halo(x, ctx, 1, 2, 3, 0).wait().window((0, 8), (0, 9)), F.pad(x, (3, 0, 1, 2)))
     torch.testing.assert_close(distributed_roll(x, ctx, (7, -9), (-2, -1)), torch.roll(x, (7, -9), (-2, -1)))
     assert all_reduce_sum(x, ctx) is x and sum_partials(x, ctx) is x
     assert all_gather_uneven(x, ctx, dim=1) is x
