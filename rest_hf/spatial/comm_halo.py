@@ -73,6 +73,14 @@ class PendingHalo:
 
     def __init__(self, x: torch.Tensor, ctx: SpatialContext, widths: tuple[int, int, int, int]) -> None:
         self.x, self.ctx, self.widths = x, ctx, widths
+        self.differentiable = torch.is_grad_enabled() and x.requires_grad
+        if self.differentiable and (widths[0] != widths[1] or widths[2] != widths[3]):
+            # Backward is a collective of every tile that sent or received; with equal widths on both sides of
+            # an axis every tile that sends also receives, so every tile's output depends on it and runs it.
+            raise ValueError(
+                f"a differentiable halo in flight needs equal widths on both sides of an axis, got (top, bottom, "
+                f"left, right) = {widths}; use halo_exchange for uneven halos"
+            )
         self.incoming = _blocks(ctx, x.shape, widths, sending=False)
         outgoing = _blocks(ctx, x.shape, widths, sending=True)
         lead = list(x.shape[:-2])
@@ -116,7 +124,7 @@ class PendingHalo:
 
     def wait(self) -> HaloFrame:
         """The halo-padded tile, as a `HaloFrame`; differentiable in `x` when gradients are enabled."""
-        if self.incoming and torch.is_grad_enabled() and self.x.requires_grad:
+        if self.incoming and self.differentiable:
             blocks = list(ReceivedHalo.apply(self.x, self))
         else:
             blocks = self.received()
@@ -210,7 +218,12 @@ def start_halo(
     """Begin sending this tile's (..., h, w) borders to its neighbours; `wait()` on the result gives the frame.
 
     Every rank of the spatial group must call it with the same widths, and then `wait()`, in the same order as
-    its other collectives. Widths must not exceed the neighbouring tiles (the model's input check ensures it).
+    its other collectives, and use the frame's halo wherever a neighbour sent one (its backward is a collective).
+    Widths must not exceed the neighbouring tiles (the model's input check ensures it); when gradients flow,
+    both sides of an axis must have the same width.
+
+    Raises:
+        ValueError: for uneven widths on an axis when `x` requires gradients.
     """
     return PendingHalo(x, ctx, (top, bottom, left, right))
 
