@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("holistic", "windowed", "sliding")
+PROGRAM = "rest-hf predict"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -274,57 +275,49 @@ def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _fatal(message: str) -> None:
-    """A failure the other processes cannot learn about (they wait in a collective): say it and exit now."""
-    from ..distributed import rank as world_rank
-
-    print(
-        f"rest-hf predict: error: process {world_rank()}: {message}; stopping every process",
-        file=sys.stderr,
-        flush=True,
-    )
-    sys.stderr.flush()
-    os._exit(1)
-
-
 def _run(args, plans, bands, device, dtype) -> int:
     import torch
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
-    from ..distributed import agree, gather_objects, is_distributed, one_line, peak_memory_bytes
+    from ..distributed import (
+        AgreedError,
+        agreed,
+        exit_alone,
+        is_distributed,
+        one_line,
+        peak_memory_bytes,
+        report_once,
+    )
     from ..distributed import rank as world_rank
     from ..inference import FatalError, ScenePredictor
+    from ..inference.heap import limit_heap_growth, return_freed_heap
     from ..loading import load_image_processor, load_model
     from ..models import PRESETS
     from ..spatial import SpatialContext
 
     hf_logging.disable_progress_bar()  # the weights' loading bar; ours are the scenes' and windows'
+    limit_heap_growth()  # before the first scene: memory stays flat over any number of scenes
     is_root = world_rank() == 0
 
     def refuse(message: str) -> int:
         if not is_distributed():
             raise CommandError(message)
-        if is_root:
-            print(f"rest-hf predict: error: {message}", file=sys.stderr, flush=True)
-        # every process leaves only once the first has said why: a peer that exits first makes torchrun stop
-        # the first process with SIGTERM, maybe before it has printed
-        gather_objects(None)
+        report_once(message, PROGRAM)
         return 2
 
-    failure = None
     try:
         ctx = SpatialContext.init(args.grid)
     except ValueError as error:
         return refuse(one_line(error))
-    model = processor = predictor = None
-    try:
+
+    def build() -> Any:
         if args.model in PRESETS:
             torch.manual_seed(0)  # random weights, but the same on every process (and in every run)
         model = load_model(args.model, revision=args.revision)
         processor = load_image_processor(args.model, model.config, revision=args.revision)
-        predictor = ScenePredictor(
+        return ScenePredictor(
             model,
             processor,
             ctx,
@@ -335,11 +328,11 @@ def _run(args, plans, bands, device, dtype) -> int:
             dtype=dtype,
             spatial_mode=args.spatial_mode,
         )
-    except (ValueError, OSError) as error:
-        failure = one_line(error)
-    failure = agree(failure)
-    if failure is not None:
-        return refuse(failure)
+
+    try:
+        predictor = agreed(build, catch=(ValueError, OSError))
+    except AgreedError as error:
+        return refuse(str(error))
 
     if is_root:  # SIGKILL gives no chance to clean up: the temporaries of killed runs go on the next one
         _remove_stale_temporaries(plans)
@@ -352,14 +345,16 @@ def _run(args, plans, bands, device, dtype) -> int:
     try:
         for plan in mine:
             records.append(_predict_scene(plan, predictor, ctx, args, bands, show))
-            _return_freed_heap()
+            return_freed_heap()
+            # the high-water mark so far, so that growth over many scenes can be seen (and tested)
+            records[-1]["peak_rss_bytes"] = peak_memory_bytes(torch.device("cpu"))
             scenes_bar.update(1)
     except FatalError as error:
-        _fatal(str(error))
+        exit_alone(f"{error}; stopping every process", PROGRAM)
     except Exception as error:
         if not is_distributed():
             raise
-        _fatal(f"{type(error).__name__}: {one_line(error)}")
+        exit_alone(f"{type(error).__name__}: {one_line(error)}; stopping every process", PROGRAM)
     finally:
         scenes_bar.close()
     return _report(args, plans, records, predictor, ctx, device, time.perf_counter() - start, baseline)
@@ -367,8 +362,8 @@ def _run(args, plans, bands, device, dtype) -> int:
 
 def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
     """Predict and write one scene (collective over the spatial group); returns its summary record."""
-    from ..distributed import one_line
-    from ..inference import SceneError, agreed, open_source
+    from ..distributed import agreed, one_line
+    from ..inference import SceneError, open_source
     from ..io import check_output_path
 
     config = predictor.config
@@ -378,11 +373,11 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     outputs = None
     try:
         planned = [p for p in (plan.labels, plan.probabilities, plan.preview) if p is not None]
-        agreed(lambda: [check_output_path(p, args.overwrite) for p in planned], ctx, here=root)
+        agreed(lambda: [check_output_path(p, args.overwrite) for p in planned], ctx, root, error=SceneError)
         source = open_source(plan.input, bands, ctx)
         try:
             source = _drop_alpha(source, bands, config.num_channels, record, ctx)
-            outputs = agreed(lambda: _writer(plan, source, config, args), ctx, here=root)
+            outputs = agreed(lambda: _writer(plan, source, config, args), ctx, root, error=SceneError)
             result = predictor.predict(
                 source, outputs, probabilities=plan.probabilities is not None, progress=progress
             )
@@ -417,20 +412,6 @@ def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> di
     )
     record["notes"].extend(result.notes)
     return record
-
-
-def _return_freed_heap() -> None:
-    """Give the heap freed by a scene back to the system (glibc keeps it otherwise, and scenes of varying
-    sizes leave it fragmented: peak memory then creeps up over many scenes). A no-op without glibc."""
-    import contextlib
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        ctypes.CDLL(name).malloc_trim(0)
 
 
 def _remove_stale_temporaries(plans: list[ScenePlan]) -> None:
