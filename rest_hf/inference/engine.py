@@ -56,11 +56,14 @@ class ScenePredictor:
     """Predicts whole scenes with one of the three engines, on one process or a spatial group.
 
     Args:
-        model: A `RestForSemanticSegmentation`. For `holistic` and `windowed` on several processes it is
-            parallelized in place with `parallelize_spatial(model, ctx, spatial_mode)` (unless it already is,
-            for this `ctx`); `sliding` needs the plain model.
+        model: A `RestForSemanticSegmentation`, moved to `device` and put in eval mode. For `holistic` and
+            `windowed` on several processes the predictor parallelizes its own copy of the model's modules
+            (`parallelize_spatial`; the copy shares the parameters and buffers, so no weight is copied) and
+            leaves `model` itself plain; a model the caller already parallelized for `ctx` is used as it is.
+            `sliding` needs a plain model.
         image_processor: Gives the per-band normalisation (`RestImageProcessor` or alike).
-        ctx: The spatial context (`SpatialContext.init(...)`); None: one process.
+        ctx: The spatial context (`SpatialContext.init(...)`, made by the caller: the predictor creates no
+            process group); None: one process.
         mode: `"holistic"` (default), `"windowed"` or `"sliding"`.
         window: Window (crop) side in px; `windowed` rounds it up to the model's alignment. Defaults: 2048
             (windowed), 512 (sliding).
@@ -93,7 +96,7 @@ class ScenePredictor:
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.ctx = ctx if ctx is not None else SpatialContext.init()
+        self.ctx = ctx if ctx is not None else SpatialContext.trivial()
         self.mode = mode
         self.config = config = model.config
         self.processor = image_processor
@@ -138,8 +141,8 @@ class ScenePredictor:
                     "sliding mode predicts whole crops on each process: pass a model that is not parallelized"
                 )
         elif self.ctx.size > 1 and spatial is None:
-            self.plain_model = _sharing_copy(model)
-            parallelize_spatial(model, self.ctx, spatial_mode)
+            self.plain_model = model
+            model = parallelize_spatial(_sharing_copy(model), self.ctx, spatial_mode)
         elif spatial is not None and spatial is not self.ctx and spatial.size > 1:
             raise ValueError("the model is parallelized for another spatial context than the predictor's")
         self.model = model
@@ -197,8 +200,8 @@ class ScenePredictor:
 
 
 def _sharing_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model`'s modules that shares its parameters and buffers (no tensor is copied), so that it
-    stays the plain single-process model after `parallelize_spatial` swaps the original's modules."""
+    """A copy of `model`'s modules that shares its parameters and buffers (no tensor is copied): the one that
+    `parallelize_spatial` swaps modules of, so that the caller's model stays the plain single-process one."""
     import copy
 
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
