@@ -170,14 +170,14 @@ def _run(args, plans, bands, device, dtype) -> int:
     )
     from ..distributed import rank as world_rank
     from ..inference import FatalError, ScenePredictor
-    from ..inference.heap import limit_heap_growth, return_freed_heap
+    from ..inference.heap import cap_convolution_caches, return_freed_heap
     from ..loading import load_image_processor, load_model
     from ..models import PRESETS
     from ..spatial import SpatialContext
     from .predict_scene import predict_scene, remove_stale_temporaries
 
     hf_logging.disable_progress_bar()  # the weights' loading bar; ours are the scenes' and windows'
-    limit_heap_growth()  # before the first scene: memory stays flat over any number of scenes
+    cap_convolution_caches()  # before the first forward pass: memory stays flat over any number of scenes
     is_root = world_rank() == 0
 
     def refuse(message: str) -> int:
