@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -33,12 +33,17 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 __all__ = [
+    "AgreedError",
     "agree",
     "agree_max",
+    "agree_or_raise",
+    "agreed",
     "all_reduce_",
+    "attempt",
     "barrier",
     "communication_device",
     "destroy_distributed",
+    "exit_alone",
     "exit_with_launcher",
     "gather_objects",
     "group_timeout",
@@ -50,6 +55,7 @@ __all__ = [
     "one_line",
     "peak_memory_bytes",
     "rank",
+    "report_once",
     "run_on_main",
     "send_tiles_to_root",
     "world_size",
@@ -211,6 +217,20 @@ def gather_objects(obj: Any, scope: Any = None) -> list[Any]:
     return objects
 
 
+class AgreedError(Exception):
+    """A failure that every process of a scope raises alike: the one-line message of the first (lowest rank)
+    process that failed."""
+
+
+def attempt(step: Callable[[], Any]) -> str | None:
+    """Run `step`; None when it succeeded, else its error as one line (to be `agree`d on)."""
+    try:
+        step()
+    except Exception as error:
+        return one_line(error)
+    return None
+
+
 def agree(message: str | None, scope: Any = None) -> str | None:
     """Collective: the first failure message of any rank of the scope (lowest rank first), or None.
 
@@ -218,6 +238,57 @@ def agree(message: str | None, scope: Any = None) -> str | None:
     answer, so all take the same branch afterwards and none waits for a peer that gave up.
     """
     return next((m for m in gather_objects(message, scope) if m is not None), None)
+
+
+def agree_or_raise(message: str | None, scope: Any = None, error: type[Exception] = AgreedError) -> None:
+    """Collective: raise `error(first message)` on every rank of the scope when any rank brought a message."""
+    failure = agree(message, scope)
+    if failure is not None:
+        raise error(failure)
+
+
+def agreed(
+    step: Callable[[], T],
+    scope: Any = None,
+    here: bool = True,
+    *,
+    error: type[Exception] = AgreedError,
+    catch: type[Exception] | tuple[type[Exception], ...] = Exception,
+) -> T | None:
+    """Collective: run `step` (on this rank when `here`); if it raised `catch` on any rank of `scope`, every
+    rank raises `error` with that rank's one-line message (a value this rank made is closed first, when it
+    has a `close`). Returns the step's value (None where it did not run).
+    """
+    value, failure = None, None
+    if here:
+        try:
+            value = step()
+        except catch as caught:
+            failure = one_line(caught)
+    failure = agree(failure, scope)
+    if failure is not None:
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
+        raise error(failure)
+    return value
+
+
+def report_once(message: str, program: str, scope: Any = None) -> None:
+    """Collective: the first process of the scope prints `PROGRAM: error: MESSAGE`; every process returns
+    only once it has (a peer that exits first makes torchrun SIGTERM the first one, maybe before it prints)."""
+    if rank() == 0:
+        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    gather_objects(None, scope)
+
+
+def exit_alone(message: str, program: str) -> NoReturn:
+    """A failure the other processes cannot learn about (they wait in a collective this one will never make):
+    print `PROGRAM: error: process N: MESSAGE` and exit now with 1 (the launcher, or the others' timeout,
+    stops the rest)."""
+    print(f"{program}: error: process {rank()}: {message}", file=sys.stderr, flush=True)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def agree_max(value: float, scope: Any = None) -> float:
@@ -280,49 +351,68 @@ def all_reduce_(tensor: torch.Tensor, group: Any = None, mean: bool = False) -> 
     return tensor
 
 
+Box = tuple[int, int, int, int]
+"""(top, left, height, width) of a tile, in the coordinates its receiver places it in."""
+
+
 def send_tiles_to_root(
-    tensors: Sequence[torch.Tensor],
-    specs: Callable[[int], Sequence[tuple[tuple[int, ...], torch.dtype]]],
+    tiles: Sequence[torch.Tensor],
+    boxes: Sequence[Box | None],
+    kinds: Sequence[tuple[tuple[int, ...], torch.dtype]],
     ranks: Sequence[int],
     me: int,
-    emit: Callable[[int, list[torch.Tensor]], None],
+    deliver: Callable[[int, int, list[torch.Tensor]], None],
     device: torch.device,
+    bounds: tuple[int, int] | None = None,
 ) -> str | None:
-    """Move each rank's tensors to the first rank of `ranks`, one rank at a time, and `emit` them there.
+    """The one transport from finished tiles to the process that writes them: each rank's tile goes to the
+    first rank of `ranks`, one rank at a time, and is delivered there with its place.
 
-    Point-to-point (gloo and NCCL, uneven shapes), so the root never holds more than one rank's tensors at
-    once on top of its own.
+    Point-to-point (gloo and NCCL, uneven tiles), so the root never holds more than one rank's tile at once
+    on top of its own. Every rank calls it with the same `boxes`, `kinds` and `bounds`.
 
     Args:
-        tensors: This rank's tensors (an empty list when it has nothing to send this round).
-        specs: `specs(i)` gives the (shape, dtype) of each tensor the i-th rank of `ranks` sends (empty: none).
+        tiles: This rank's tensors, each (*leading, height, width) of its box, the leading shape and dtype of
+            `kinds` (empty where this rank's box is None).
+        boxes: `boxes[i]`: the box of the tile of the i-th rank of `ranks`; None: it sends nothing this time.
+        kinds: (leading shape, dtype) of each tensor of a tile, the same for every rank; e.g.
+            `[((), torch.uint8), ((K,), torch.float32)]` for (h, w) labels and (K, h, w) probabilities.
         ranks: Global ranks taking part, the root first.
         me: This rank's index in `ranks`.
-        emit: Called on the root as `emit(i, tensors)` for every rank that sent something, in order.
-        device: Where the root receives (the device of the tensors).
+        deliver: Called on the root as `deliver(top, left, tensors)` for every tile, in rank order, with the
+            tensors on the CPU and cropped to `bounds`.
+        device: Where the root receives (the device of the tiles).
+        bounds: (rows, cols) past which a tile is padding, cropped off (a tile wholly in it is not delivered).
 
     Returns:
-        On the root, the first error `emit` raised, as a one-line message (the root keeps receiving after it,
-        so no sender is left blocked; the caller then `agree`s on it). None elsewhere.
+        On the root, the first error `deliver` raised, as a one-line message (the root keeps receiving after
+        it, so no sender is left blocked; the caller then `agree`s on it). None elsewhere.
     """
     if me != 0:
-        for tensor in tensors:
-            dist.send(tensor.contiguous(), dst=ranks[0])
+        if boxes[me] is not None:
+            for tile in tiles:
+                dist.send(tile.contiguous(), dst=ranks[0])
         return None
     failure: str | None = None
     for index, source in enumerate(ranks):
+        box = boxes[index]
+        if box is None:
+            continue
+        top, left, height, width = box
         if index == 0:
-            received = list(tensors)
+            received = list(tiles)
         else:
             received = []
-            for shape, dtype in specs(index):
-                buffer = torch.empty(shape, dtype=dtype, device=device)
+            for leading, dtype in kinds:
+                buffer = torch.empty((*leading, height, width), dtype=dtype, device=device)
                 dist.recv(buffer, src=source)
                 received.append(buffer)
-        if not received or failure is not None:
+        rows, cols = (height, width) if bounds is None else (bounds[0] - top, bounds[1] - left)
+        rows, cols = min(rows, height), min(cols, width)
+        if failure is not None or rows <= 0 or cols <= 0:
             continue
         try:
-            emit(index, received)
+            deliver(top, left, [t[..., :rows, :cols].cpu() for t in received])
         except Exception as error:  # reported once every tile has arrived
             failure = one_line(error)
     return failure

@@ -27,7 +27,6 @@ the spatial split).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from rest_hf.data import SceneSampler
-from rest_hf.distributed import exit_with_launcher, gather_objects, peak_memory_bytes, rank, run_on_main
+from rest_hf.distributed import exit_alone, exit_with_launcher, gather_objects, peak_memory_bytes, run_on_main
 from rest_hf.metrics import format_table, metrics_to_json
 from rest_hf.spatial import GradientReducer, SpatialContext, TileRule, parallelize_spatial
 from rest_hf.training import (
@@ -275,5 +274,4 @@ if __name__ == "__main__":
     except UnreadableSceneError as error:
         # Only the processes that read the scene know: each says it, and exits at once (the others wait in a
         # collective until the launcher stops them, or their timeout).
-        print(f"train.py: error: process {rank()}: {error}", file=sys.stderr, flush=True)
-        os._exit(1)
+        exit_alone(str(error), "train.py")

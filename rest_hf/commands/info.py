@@ -12,6 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.classes import class_names
     from ..loading import load_config
 
     config = load_config(args.model)
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backbone:         {backbone.model_type} (stage channels {config.stage_channels})")
     print(f"input bands:      {config.num_channels}")
     print(
-        f"classes:          {config.num_labels} ({', '.join(config.id2label[i] for i in range(config.num_labels))})"
+        f"classes:          {config.num_labels} ({', '.join(class_names(config.id2label, config.num_labels))})"
     )
     print(
         f"interaction:      stages {config.interaction_stages}, heads {config.interaction_num_heads}, "

@@ -15,11 +15,10 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 MODES = ("holistic", "windowed", "sliding")
+PROGRAM = "rest-hf predict"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -120,134 +119,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# ----------------------------------------------------------------------------------------------- planning
-@dataclass
-class ScenePlan:
-    """Where one input's outputs go."""
-
-    input: Path | str  # a local path, or a URL / GDAL virtual path (read by range requests)
-    labels: Path
-    probabilities: Path | None
-    preview: Path | None
-
-
-def _stem(path: Path | str) -> str:
-    """The name of a scene without its extension: `scene` for `a/scene.tif` and `https://h/b/scene.tif?x=1`."""
-    from pathlib import PurePosixPath
-    from urllib.parse import urlparse
-
-    if isinstance(path, Path):
-        return path.stem
-    return PurePosixPath(urlparse(path).path if "://" in path else path).stem or "scene"
-
-
-def parse_bands(text: str | None) -> list[int] | None:
-    """`"3,2,1"` or `"1-4"` (1-based) -> [3, 2, 1] / [1, 2, 3, 4]."""
-    from ..cli import CommandError
-
-    if text is None:
-        return None
-    bands: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                first, last = (int(v) for v in part.split("-", 1))
-                bands.extend(range(first, last + 1))
-            else:
-                bands.append(int(part))
-    except ValueError:
-        raise CommandError(
-            f"--bands {text!r} is not a list of 1-based band numbers such as 3,2,1 or 1-4"
-        ) from None
-    if not bands or min(bands) < 1:
-        raise CommandError(f"--bands {text!r}: band numbers start at 1")
-    return bands
-
-
-def plan_outputs(args: argparse.Namespace) -> list[ScenePlan]:
-    """Output paths of every input; refuses duplicate names and outputs that would replace an input."""
-    from ..cli import CommandError
-
-    if not args.output.strip():
-        raise CommandError("-o is empty: give the label raster's file name (or a folder ending in /)")
-    from ..io import is_remote
-
-    inputs: list[Path | str] = [p if is_remote(p) else Path(p) for p in args.inputs]
-    out = Path(args.output)
-    as_folder = len(inputs) > 1 or out.is_dir() or args.output.endswith(("/", os.sep))
-    if as_folder and out.exists() and not out.is_dir():
-        raise CommandError(f"-o {out} is a file, but {len(inputs)} inputs need an output folder")
-    stems = [_stem(p) for p in inputs]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if as_folder and duplicates:
-        raise CommandError(
-            f"several inputs are named {duplicates[0]!r}; their outputs would collide in {out}: predict them separately"
-        )
-
-    def extra(option: str | None, labels: Path, suffix: str, ext: str, stem: str) -> Path | None:
-        if option is None:
-            return None
-        if option == "":
-            return labels.with_name(f"{labels.stem}{suffix}{ext}")
-        path = Path(option)
-        if as_folder or path.is_dir() or option.endswith(("/", os.sep)):
-            return path / f"{stem}{ext}"
-        return path
-
-    plans = []
-    for path, stem in zip(inputs, stems, strict=True):
-        labels = out / f"{stem}.tif" if as_folder else out
-        plans.append(
-            ScenePlan(
-                input=path,
-                labels=labels,
-                probabilities=extra(args.probabilities, labels, "_probs", ".tif", stem),
-                preview=extra(args.preview, labels, "_preview", ".png", stem),
-            )
-        )
-    resolved_inputs = {p.resolve() for p in inputs if isinstance(p, Path)}
-    for plan in plans:
-        for output in (plan.labels, plan.probabilities, plan.preview):
-            if output is not None and output.resolve() in resolved_inputs:
-                raise CommandError(f"output {output} is one of the inputs; choose another -o")
-    return plans
-
-
-# ------------------------------------------------------------------------------------------------ running
-def _check_arguments(args: argparse.Namespace) -> tuple[list[int] | None, list[ScenePlan], Any]:
-    """Every refusal that needs no model and no peer: (bands, plans, device)."""
-    from ..cli import CommandError
-    from ..inference.runtime import resolve_device
-    from .json_reports import check_report_path
-
-    if args.window is not None and args.window < 1:
-        raise CommandError(f"--window must be a positive number of pixels, got {args.window}")
-    if args.overlap is not None and not 0 <= args.overlap < 1:
-        raise CommandError(f"--overlap must be a fraction in [0, 1), got {args.overlap}")
-    if args.mode == "holistic" and (args.window is not None or args.overlap is not None):
-        raise CommandError("--window and --overlap apply to --mode windowed or sliding, not holistic")
-    if args.timeout <= 0:
-        raise CommandError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    if args.preview_size < 0:
-        raise CommandError(f"--preview-size must be >= 0, got {args.preview_size}")
-    bands = parse_bands(args.bands)
-    plans = plan_outputs(args)
-    check_report_path(args.summary_json, "--summary-json")  # before any work: a folder, a device, read-only
-    try:
-        device = resolve_device(args.device)
-    except ValueError as error:
-        raise CommandError(str(error)) from None
-    return bands, plans, device
-
-
 def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..distributed import destroy_distributed, init_distributed
     from ..inference.runtime import DTYPES
+    from .predict_plans import check_arguments
 
     try:
-        bands, plans, device = _check_arguments(args)
+        bands, plans, device = check_arguments(args)
     except CommandError:
         # Under a launcher every process checks the same arguments: only the first one says what is wrong.
         if os.environ.get("RANK", "0") != "0":
@@ -274,57 +153,50 @@ def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _fatal(message: str) -> None:
-    """A failure the other processes cannot learn about (they wait in a collective): say it and exit now."""
-    from ..distributed import rank as world_rank
-
-    print(
-        f"rest-hf predict: error: process {world_rank()}: {message}; stopping every process",
-        file=sys.stderr,
-        flush=True,
-    )
-    sys.stderr.flush()
-    os._exit(1)
-
-
 def _run(args, plans, bands, device, dtype) -> int:
     import torch
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
     from ..cli import CommandError
-    from ..distributed import agree, gather_objects, is_distributed, one_line, peak_memory_bytes
+    from ..distributed import (
+        AgreedError,
+        agreed,
+        exit_alone,
+        is_distributed,
+        one_line,
+        peak_memory_bytes,
+        report_once,
+    )
     from ..distributed import rank as world_rank
     from ..inference import FatalError, ScenePredictor
+    from ..inference.heap import cap_convolution_caches, return_freed_heap
     from ..loading import load_image_processor, load_model
     from ..models import PRESETS
     from ..spatial import SpatialContext
+    from .predict_scene import predict_scene, remove_stale_temporaries
 
     hf_logging.disable_progress_bar()  # the weights' loading bar; ours are the scenes' and windows'
+    cap_convolution_caches()  # before the first forward pass: memory stays flat over any number of scenes
     is_root = world_rank() == 0
 
     def refuse(message: str) -> int:
         if not is_distributed():
             raise CommandError(message)
-        if is_root:
-            print(f"rest-hf predict: error: {message}", file=sys.stderr, flush=True)
-        # every process leaves only once the first has said why: a peer that exits first makes torchrun stop
-        # the first process with SIGTERM, maybe before it has printed
-        gather_objects(None)
+        report_once(message, PROGRAM)
         return 2
 
-    failure = None
     try:
         ctx = SpatialContext.init(args.grid)
     except ValueError as error:
         return refuse(one_line(error))
-    model = processor = predictor = None
-    try:
+
+    def build() -> Any:
         if args.model in PRESETS:
             torch.manual_seed(0)  # random weights, but the same on every process (and in every run)
         model = load_model(args.model, revision=args.revision)
         processor = load_image_processor(args.model, model.config, revision=args.revision)
-        predictor = ScenePredictor(
+        return ScenePredictor(
             model,
             processor,
             ctx,
@@ -335,14 +207,14 @@ def _run(args, plans, bands, device, dtype) -> int:
             dtype=dtype,
             spatial_mode=args.spatial_mode,
         )
-    except (ValueError, OSError) as error:
-        failure = one_line(error)
-    failure = agree(failure)
-    if failure is not None:
-        return refuse(failure)
+
+    try:
+        predictor = agreed(build, catch=(ValueError, OSError))
+    except AgreedError as error:
+        return refuse(str(error))
 
     if is_root:  # SIGKILL gives no chance to clean up: the temporaries of killed runs go on the next one
-        _remove_stale_temporaries(plans)
+        remove_stale_temporaries(plans)
     mine = plans[ctx.dp_rank :: ctx.dp_size]
     baseline = peak_memory_bytes(device)  # imports and the model: the scenes' own memory is the rest
     start = time.perf_counter()
@@ -351,131 +223,20 @@ def _run(args, plans, bands, device, dtype) -> int:
     scenes_bar = tqdm(total=len(mine), unit="scene", disable=not (show and len(mine) > 1), dynamic_ncols=True)
     try:
         for plan in mine:
-            records.append(_predict_scene(plan, predictor, ctx, args, bands, show))
-            _return_freed_heap()
+            records.append(predict_scene(plan, predictor, ctx, args, bands, show))
+            return_freed_heap()
+            # the high-water mark so far, so that growth over many scenes can be seen (and tested)
+            records[-1]["peak_rss_bytes"] = peak_memory_bytes(torch.device("cpu"))
             scenes_bar.update(1)
     except FatalError as error:
-        _fatal(str(error))
+        exit_alone(f"{error}; stopping every process", PROGRAM)
     except Exception as error:
         if not is_distributed():
             raise
-        _fatal(f"{type(error).__name__}: {one_line(error)}")
+        exit_alone(f"{type(error).__name__}: {one_line(error)}; stopping every process", PROGRAM)
     finally:
         scenes_bar.close()
     return _report(args, plans, records, predictor, ctx, device, time.perf_counter() - start, baseline)
-
-
-def _predict_scene(plan: ScenePlan, predictor, ctx, args, bands, progress) -> dict[str, Any]:
-    """Predict and write one scene (collective over the spatial group); returns its summary record."""
-    from ..distributed import one_line
-    from ..inference import SceneError, agreed, open_source
-    from ..io import check_output_path
-
-    config = predictor.config
-    record: dict[str, Any] = {"input": str(plan.input), "labels": str(plan.labels), "notes": []}
-    root = ctx.rank == 0
-    started = time.perf_counter()
-    outputs = None
-    try:
-        planned = [p for p in (plan.labels, plan.probabilities, plan.preview) if p is not None]
-        agreed(lambda: [check_output_path(p, args.overwrite) for p in planned], ctx, here=root)
-        source = open_source(plan.input, bands, ctx)
-        try:
-            source = _drop_alpha(source, bands, config.num_channels, record, ctx)
-            outputs = agreed(lambda: _writer(plan, source, config, args), ctx, here=root)
-            result = predictor.predict(
-                source, outputs, probabilities=plan.probabilities is not None, progress=progress
-            )
-        finally:
-            source.close()
-        if root:
-            try:
-                outputs.commit()
-            except Exception as error:
-                raise SceneError(one_line(error)) from None
-    except SceneError as error:
-        if outputs is not None:
-            outputs.abort()
-        record.update(error=str(error), seconds=time.perf_counter() - started)
-        return record
-    except BaseException:
-        if outputs is not None:
-            outputs.abort()
-        raise
-    record.update(
-        height=result.height,
-        width=result.width,
-        seconds=time.perf_counter() - started,
-        predict_seconds=result.seconds,
-        windows=result.windows,
-        predicted_size=list(result.predicted_size) if result.predicted_size else None,
-        valid_pixels=result.valid_pixels,
-        nodata_pixels=result.height * result.width - result.valid_pixels,
-        histogram=[int(v) for v in result.histogram] if result.histogram is not None else None,
-        probabilities=str(plan.probabilities) if plan.probabilities else None,
-        preview=str(plan.preview) if plan.preview else None,
-    )
-    record["notes"].extend(result.notes)
-    return record
-
-
-def _return_freed_heap() -> None:
-    """Give the heap freed by a scene back to the system (glibc keeps it otherwise, and scenes of varying
-    sizes leave it fragmented: peak memory then creeps up over many scenes). A no-op without glibc."""
-    import contextlib
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        ctypes.CDLL(name).malloc_trim(0)
-
-
-def _remove_stale_temporaries(plans: list[ScenePlan]) -> None:
-    from ..io.writer.temporary import remove_stale_temporaries
-
-    folders = [p.parent for plan in plans for p in (plan.labels, plan.probabilities, plan.preview) if p]
-    removed = remove_stale_temporaries(folders)
-    if removed:
-        print(
-            f"rest-hf predict: removed {len(removed)} temporary file{'s' if len(removed) != 1 else ''} left by a "
-            f"killed run ({removed[0]}{', ...' if len(removed) > 1 else ''})",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _writer(plan: ScenePlan, source: Any, config: Any, args: argparse.Namespace) -> Any:
-    from ..inference.outputs import SceneWriter
-
-    return SceneWriter(
-        source,
-        config,
-        plan.labels,
-        plan.probabilities,
-        plan.preview,
-        overwrite=args.overwrite,
-        cog=args.cog,
-        probabilities_dtype=args.probabilities_dtype,
-        preview_size=args.preview_size,
-    )
-
-
-def _drop_alpha(source, bands, num_channels: int, record: dict[str, Any], ctx) -> Any:
-    """Without --bands, an RGBA input for an RGB model is read as RGB (alpha still masks pixels)."""
-    from ..inference import open_source
-
-    if bands is not None or source.count == num_channels or source.alpha_band is None:
-        return source
-    others = [b for b in source.bands if b != source.alpha_band]
-    if len(others) != num_channels:
-        return source
-    path = source.path
-    source.close()
-    record["notes"].append(f"alpha band {source.alpha_band} used as a mask, bands {others} as input")
-    return open_source(path, others, ctx)
 
 
 def _report(args, plans, records, predictor, ctx, device, seconds: float, baseline: int) -> int:

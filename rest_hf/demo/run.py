@@ -67,7 +67,10 @@ def legend_rows(
     pixel_area: float | None,
 ) -> list[LegendRow]:
     """One row per class from the predictor's histogram (pixels per class over the valid pixels)."""
+    from ..io.classes import class_names
+
     total = int(sum(int(v) for v in histogram))
+    names = class_names(id2label, len(histogram))
     rows = []
     for index, count in enumerate(histogram):
         count = int(count)
@@ -75,7 +78,7 @@ def legend_rows(
         rows.append(
             LegendRow(
                 index=index,
-                name=str(id2label.get(index, index)),
+                name=names[index],
                 colour=(int(colour[0]), int(colour[1]), int(colour[2])),
                 pixels=count,
                 share=100.0 * count / total if total else 0.0,

@@ -177,26 +177,13 @@ def _display_shape(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[i
 def render_scene(path: str | Path, bands: Sequence[int]) -> np.ndarray:
     """(h, w, 3) uint8 picture of the scene's bands (first three; one band: grey), 2-98 % stretched per band,
     invalid pixels black, at most `DISPLAY_SIDE` px on the longest side."""
-    import rasterio
-    from rasterio.enums import Resampling
-
-    from ..io import RasterReadError, RasterSource, quiet_georeferencing, valid_mask_from_array
-    from ..io.errors import gdal_detail
+    from ..io import RasterSource
 
     shown = list(bands[:3]) if len(bands) >= 3 else [bands[0]] * 3
     with RasterSource(path, shown) as source:
-        shape = _display_shape(source.height, source.width)
-        nodata = source.nodatavals
-        alpha = source.alpha_band
-    try:
-        with quiet_georeferencing(), rasterio.open(path) as ds:
-            data = ds.read(shown, out_shape=(3, *shape), resampling=Resampling.nearest).astype(np.float64)
-            alpha_data = ds.read(alpha, out_shape=shape, resampling=Resampling.nearest) if alpha else None
-    except Exception as error:  # noqa: BLE001 - GDAL's decoding errors, as one line naming the file
-        raise RasterReadError(f"cannot read the pixels of {path}: {gdal_detail(error)}") from error
-    valid = valid_mask_from_array(data, nodata)
-    if alpha_data is not None:
-        valid &= alpha_data != 0
+        data, valid = source.read_overview(*_display_shape(source.height, source.width))
+    data = data.astype(np.float64)
+    shape = valid.shape
     picture = np.zeros((*shape, 3), np.uint8)
     for channel, band in enumerate(data):
         values = band[valid]
@@ -211,16 +198,11 @@ def render_scene(path: str | Path, bands: Sequence[int]) -> np.ndarray:
 
 def colour_labels(labels_path: str | Path, palette: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """((h, w, 3) uint8 colours, (h, w) bool valid) of a label GeoTIFF, decimated like `render_scene`."""
-    import rasterio
-    from rasterio.enums import Resampling
+    from ..io import RasterSource
 
-    from ..io import quiet_georeferencing
-
-    with quiet_georeferencing(), rasterio.open(labels_path) as ds:
-        shape = _display_shape(ds.height, ds.width)
-        labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
-        nodata = ds.nodata
-    valid = labels != nodata if nodata is not None else np.ones(shape, bool)
+    with RasterSource(labels_path) as finished:
+        labels, valid = finished.read_overview(*_display_shape(finished.height, finished.width))
+    labels = labels[0]
     lut = np.zeros((int(labels.max()) + 1 if labels.size else 1, 3), np.uint8)
     count = min(len(palette), lut.shape[0])
     lut[:count] = np.asarray(palette[:count], np.uint8).reshape(-1, 3)

@@ -9,7 +9,7 @@ Example:
 from .engine import MODES, ScenePredictor
 from .layout import feather_weights, stride_for, window_grid, window_starts
 from .outputs import SceneWriter
-from .runtime import FatalError, SceneError, agreed, open_source
+from .runtime import FatalError, SceneError, open_source
 from .sinks import ArraySink, BandAccumulator, CountingSink, PredictionSink, SceneResult
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "ScenePredictor",
     "SceneResult",
     "SceneWriter",
-    "agreed",
     "feather_weights",
     "open_source",
     "stride_for",

@@ -100,20 +100,17 @@ class SceneWriter:
         return self.committed
 
     def _render_preview(self, labels_file: Path, target: Path, render: Any) -> None:
-        import rasterio
-        from rasterio.enums import Resampling
-
-        from ..io import RasterWriteError, quiet_georeferencing, resolve_palette
+        from ..io import RasterSource, RasterWriteError, resolve_palette
         from ..io.errors import gdal_detail
 
         try:
-            with quiet_georeferencing(), rasterio.open(labels_file) as ds:
-                longest = max(ds.height, ds.width)
+            with RasterSource(labels_file) as finished:
+                longest = max(finished.height, finished.width)
                 scale = (
                     longest / self.preview_size if self.preview_size and longest > self.preview_size else 1.0
                 )
-                shape = (max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
-                labels = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+                shape = (max(1, round(finished.height / scale)), max(1, round(finished.width / scale)))
+                labels = finished.read_overview(*shape)[0][0]
             palette = resolve_palette(self.config.palette, self.config.num_labels)
             render(labels, palette, target, self.labels.nodata)
         except Exception as error:

@@ -26,7 +26,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         summary: As written by `--summary-json`: model, backbone, bands, class_names, mode, processes, grid,
             scenes_at_once, device, dtype, random_weights, seconds, peak_memory_bytes, baseline_memory_bytes
             and `scenes` (records with input, labels, height, width, seconds, windows, notes, histogram,
-            nodata_pixels, probabilities, preview; or input and error).
+            nodata_pixels, probabilities, preview, peak_rss_bytes: the process's peak RSS after that scene;
+            or input and error).
     """
     scenes, names, processes = summary["scenes"], summary["class_names"], summary["processes"]
     rows, cols = summary["grid"]

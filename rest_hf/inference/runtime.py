@@ -1,24 +1,24 @@
-"""What prediction adds to the process helpers of `rest_hf.distributed`: devices, autocast, scene errors that
-every rank of a group raises alike, and returning cached GPU memory after a window.
+"""What prediction adds to the process helpers of `rest_hf.distributed`: devices, autocast, the scene error
+that every rank of a group raises alike, opening a scene on every rank, and returning cached GPU memory after
+a window.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..distributed import agree, one_line
+from ..distributed import AgreedError, agreed
 
 __all__ = [
     "DTYPES",
     "FatalError",
     "SceneError",
-    "agreed",
     "autocast",
     "open_source",
     "released_memory",
@@ -66,8 +66,9 @@ def released_memory(device: torch.device) -> Iterator[None]:
             torch.cuda.empty_cache()
 
 
-class SceneError(Exception):
-    """A scene cannot be predicted. One line naming the file; raised by every rank of the group alike."""
+class SceneError(AgreedError):
+    """A scene cannot be predicted. One line naming the file; raised by every rank of the group alike (the
+    failure agreement of `rest_hf.distributed.agreed`)."""
 
 
 class FatalError(RuntimeError):
@@ -75,28 +76,9 @@ class FatalError(RuntimeError):
     processes are waiting in a collective call this rank will never make, so the run cannot go on."""
 
 
-def agreed(step: Callable[[], Any], scope: Any = None, here: bool = True) -> Any:
-    """Run `step` (on this rank when `here`); if it failed on any rank of `scope`, every rank raises that
-    rank's one-line message as `SceneError`. Collective over `scope` (a `SpatialContext`, or None: every
-    process). Returns the step's value (None where it did not run)."""
-    value, failure = None, None
-    if here:
-        try:
-            value = step()
-        except Exception as error:
-            failure = one_line(error)
-    failure = agree(failure, scope)
-    if failure is not None:
-        close = getattr(value, "close", None)
-        if close is not None:
-            close()
-        raise SceneError(failure)
-    return value
-
-
 def open_source(path: str | Path, bands: list[int] | None = None, scope: Any = None) -> Any:
     """A `RasterSource` opened on every rank of `scope`; a failure on any rank raises the same `SceneError`
     on all."""
     from ..io import RasterSource
 
-    return agreed(lambda: RasterSource(path, bands), scope)
+    return agreed(lambda: RasterSource(path, bands), scope, error=SceneError)

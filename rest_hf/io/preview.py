@@ -10,7 +10,7 @@ import numpy as np
 
 from .colors import palette_to_colormap, resolve_palette
 from .errors import RasterWriteError, gdal_detail, quiet_georeferencing
-from .writer.atomic import _to_numpy, check_output_path
+from .writer.atomic import as_numpy, check_output_path
 from .writer.temporary import publish_together, temporary_path, unlink_quietly
 
 __all__ = ["render_preview_png", "write_preview_png"]
@@ -65,7 +65,7 @@ def render_preview_png(
     import rasterio.shutil
     from rasterio.io import MemoryFile
 
-    labels = _to_numpy(labels)
+    labels = as_numpy(labels)
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]
     if labels.ndim != 2:

@@ -461,6 +461,35 @@ class RasterSource:
         data = self._read_bands(self.bands, top, left, height, width, boundless_fill, self.dtype)
         return data, self._mask_from(data, top, left, height, width)
 
+    def read_overview(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene decimated to (height, width) px by nearest neighbour (GDAL uses the file's overviews
+        where it has them, so a large scene is not read at full size): the (count, height, width) pixels of
+        the selected bands and their (height, width) valid mask, by the rules of `valid_mask`.
+
+        Raises:
+            RasterReadError: GDAL failed to decode the pixels; the message names the file.
+        """
+        from rasterio.enums import Resampling
+
+        if self._ds.closed:
+            raise ValueError(f"RasterSource for {self.path} is closed")
+        shape = (max(1, int(height)), max(1, int(width)))
+        nearest = Resampling.nearest
+        try:
+            with quiet_georeferencing(), _remote_env(self.remote):
+                data = self._ds.read(list(self.bands), out_shape=(self.count, *shape), resampling=nearest)
+                valid = valid_mask_from_array(data, self.nodatavals)
+                if self._alpha_band is not None:
+                    valid &= self._ds.read(self._alpha_band, out_shape=shape, resampling=nearest) != 0
+                if self._mask_bands:
+                    masks = self._ds.read_masks(
+                        list(self._mask_bands), out_shape=(len(self._mask_bands), *shape), resampling=nearest
+                    )
+                    valid &= (masks != 0).all(axis=0)
+        except Exception as error:
+            raise RasterReadError(f"cannot read the pixels of {self.path}: {gdal_detail(error)}") from error
+        return data, valid
+
     def valid_mask(self, top: int, left: int, height: int, width: int) -> np.ndarray:
         """(height, width) bool: True where every selected band holds data.
 

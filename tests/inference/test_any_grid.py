@@ -21,14 +21,17 @@ SIZES = [(100, 100), (7, 5), (40, 150)]
 
 
 def _predictor(model, ctx, mode="holistic", **kwargs):
-    copy = type(model)(model.config).eval()
-    copy.load_state_dict(model.state_dict())  # a fresh model: the predictor parallelizes it in place
-    return ScenePredictor(copy, processor_for(3), ctx, mode=mode, **kwargs)
+    predictor = ScenePredictor(model, processor_for(3), ctx, mode=mode, **kwargs)
+    # the predictor parallelizes its own copy of the modules: the caller's model stays plain (and reusable)
+    assert getattr(model, "spatial_context", None) is None
+    return predictor
 
 
 def _small_scenes_on_two_processes(rank, world, paths):
     model = build_model(3, seed=1)
     alone = _predictor(model, SpatialContext.trivial())
+    # no context means one process, even inside a process group: the predictor creates no group itself
+    assert ScenePredictor(model, processor_for(3)).ctx.size == 1
     expected = [alone.predict(p, probabilities=True) if rank == 0 else None for p in paths]
     for grid in [(1, 2), (2, 1)]:
         ctx = SpatialContext.init(grid)

@@ -118,6 +118,20 @@ def test_valid_mask_nodata_and_nan(make_geotiff, tmp_path):
         assert src.valid_mask(0, 0, 4, 5).sum() == 19
 
 
+def test_read_overview_is_a_nearest_decimation_under_the_same_mask_rules(make_geotiff, tmp_path, rng):
+    """The decimated view the preview and the demo read (one way to open a raster for both)."""
+    array = rng.uniform(0, 100, size=(3, 12, 10)).astype(np.float32)
+    array[1, 4, 3] = -9999  # sampled (rows 1, 4, 7, 10; cols 1, 3, 5, 7, 9): its pixel is invalid
+    array[0, 0, 0] = np.nan  # not sampled
+    path = make_geotiff(tmp_path / "f.tif", array, nodata=-9999)
+    with RasterSource(path) as src:
+        data, valid = src.read_overview(4, 5)
+    np.testing.assert_array_equal(data, array[:, 1::3, 1::2])
+    expected = np.ones((4, 5), bool)
+    expected[1, 1] = False
+    np.testing.assert_array_equal(valid, expected)
+
+
 def test_valid_mask_integer_nodata(make_geotiff, tmp_path):
     array = np.full((2, 3, 3), 7, np.uint8)
     array[1, 0, 2] = 0

@@ -57,21 +57,22 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def _to_numpy(array: Any) -> np.ndarray:
+def as_numpy(array: Any) -> np.ndarray:
+    """A numpy array of `array` (a torch tensor is moved to the CPU first)."""
     if hasattr(array, "detach"):  # torch tensor, without importing torch here
         array = array.detach().cpu().numpy()
     return np.asarray(array)
 
 
-def _valid_mask(valid_mask: Any, shape: tuple[int, ...]) -> np.ndarray:
+def window_valid_mask(valid_mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     """`valid_mask` as a boolean (h, w) array of the window's `shape`; ValueError if its shape differs."""
-    mask = _to_numpy(valid_mask).astype(bool)
+    mask = as_numpy(valid_mask).astype(bool)
     if mask.shape != shape:
         raise ValueError(f"valid_mask has shape {mask.shape}, expected {shape}")
     return mask
 
 
-class _AtomicGeoTIFFWriter:
+class AtomicGeoTIFFWriter:
     """Shared machinery: temp file, windowed writes, commit (optional COG translation) and abort."""
 
     _kind = "output"

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..classes import class_names, class_names_tag
 from ..colors import palette_to_colormap, resolve_palette
-from .atomic import _AtomicGeoTIFFWriter, _to_numpy, _valid_mask
+from .atomic import AtomicGeoTIFFWriter, as_numpy, window_valid_mask
 
 
 def label_dtype(num_classes: int) -> tuple[str, int]:
@@ -24,7 +24,7 @@ def label_dtype(num_classes: int) -> tuple[str, int]:
     raise ValueError(f"at most 65535 classes fit a label raster, got {num_classes}")
 
 
-class LabelWriter(_AtomicGeoTIFFWriter):
+class LabelWriter(AtomicGeoTIFFWriter):
     """A class-label GeoTIFF written window by window.
 
     Output: one band, tiled (`blocksize`), deflate-compressed, with the georeferencing and size of `like`;
@@ -97,7 +97,7 @@ class LabelWriter(_AtomicGeoTIFFWriter):
         Raises:
             ValueError: the window leaves the raster, or a label is outside 0..K-1 (and is not the nodata value).
         """
-        labels = _to_numpy(labels)
+        labels = as_numpy(labels)
         if labels.ndim == 3 and labels.shape[0] == 1:
             labels = labels[0]
         if labels.ndim != 2:
@@ -118,7 +118,7 @@ class LabelWriter(_AtomicGeoTIFFWriter):
                     )
         data = labels.astype(self.dtype, copy=True)
         if valid_mask is not None:
-            data[~_valid_mask(valid_mask, data.shape)] = self.nodata
+            data[~window_valid_mask(valid_mask, data.shape)] = self.nodata
         self._write(data[None], top, left)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import class_names, class_names_tag
-from .atomic import _AtomicGeoTIFFWriter, _to_numpy, _valid_mask
+from .atomic import AtomicGeoTIFFWriter, as_numpy, window_valid_mask
 
 
 def float16_supported() -> bool:
@@ -23,7 +23,7 @@ def float16_supported() -> bool:
         return False
 
 
-class ProbabilityWriter(_AtomicGeoTIFFWriter):
+class ProbabilityWriter(AtomicGeoTIFFWriter):
     """Per-class probabilities: a K-band float GeoTIFF written window by window (same atomic semantics).
 
     Band k holds class k (band description: its name when `id2label` is given, else `class_<k>`); nodata is
@@ -83,13 +83,13 @@ class ProbabilityWriter(_AtomicGeoTIFFWriter):
 
     def write(self, probabilities: Any, top: int = 0, left: int = 0, valid_mask: Any = None) -> None:
         """Write a (K, h, w) window at (top, left); pixels where `valid_mask` is False become NaN."""
-        probs = _to_numpy(probabilities)
+        probs = as_numpy(probabilities)
         if probs.ndim != 3 or probs.shape[0] != self.num_classes:
             raise ValueError(f"probabilities must be ({self.num_classes}, h, w), got shape {probs.shape}")
         top, left, h, w = self._check_window(probs.shape, top, left)
         data = probs.astype(self.dtype, copy=True)
         if valid_mask is not None:
-            data[:, ~_valid_mask(valid_mask, data.shape[1:])] = np.nan
+            data[:, ~window_valid_mask(valid_mask, data.shape[1:])] = np.nan
         self._write(data, top, left)
 
 
@@ -106,7 +106,7 @@ def write_probabilities(
     blocksize: int = 512,
 ) -> Path:
     """Write a whole (K, H, W) probability array at once (see ProbabilityWriter); returns the output path."""
-    probs = _to_numpy(probabilities)
+    probs = as_numpy(probabilities)
     with ProbabilityWriter(
         path,
         like,
