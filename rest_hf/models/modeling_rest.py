@@ -309,18 +309,26 @@ class RestUperHead(nn.Module):
 
     def fuse(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Feature maps (B, C_i, h_i, w_i) of every stage -> fused (B, hidden_size, h_0, w_0) map."""
+        return self.fpn_bottleneck(torch.cat(self.fpn_outputs(self.top_down(features)), dim=1))
+
+    def top_down(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Feature maps of every stage -> (B, hidden_size, h_i, w_i) laterals after the top-down pathway."""
         laterals = [conv(features[i]) for i, conv in enumerate(self.lateral_convs)]
         top = features[-1]
         laterals.append(self.bottleneck(torch.cat([top, *self.psp_modules(top)], dim=1)))
-
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + self.resize(laterals[i], laterals[i - 1].shape[2:])
+        return laterals
 
+    def fpn_outputs(self, laterals: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Laterals -> the FPN conv of every level but the top (the top as it is), each resized to (h_0, w_0).
+
+        The levels are independent of each other here (a split scene's twin exchanges their halos together).
+        """
         outputs = [self.fpn_convs[i](laterals[i]) for i in range(len(laterals) - 1)]
         outputs.append(laterals[-1])
-        for i in range(len(outputs) - 1, 0, -1):
-            outputs[i] = self.resize(outputs[i], outputs[0].shape[2:])
-        return self.fpn_bottleneck(torch.cat(outputs, dim=1))
+        size = outputs[0].shape[2:]
+        return [outputs[0], *(self.resize(output, size) for output in outputs[1:])]
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Feature maps (B, C_i, h_i, w_i) of every stage -> logits (B, num_labels, h_0, w_0)."""

@@ -6,6 +6,8 @@ finished. Layers whose output is exact away from the tile's edge without any hal
 one non-blocking all-to-all, the layer computes its whole output from the tile alone meanwhile, and
 `PendingHalo.wait` returns a `HaloFrame` from which it recomputes only the few output pixels next to an edge
 shared with a neighbour. No copy of the tile is made and the exchange's latency hides behind the interior.
+`start_halos` sends the borders of several independent maps in one exchange (the decoder's FPN levels), so
+they share one synchronisation instead of one each.
 
 Geometry: every rank passes the same widths `(top, bottom, left, right)`. The padded tile is, in blocks,
 
@@ -68,34 +70,30 @@ def _region(x: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> to
     return x[..., rows[0] : rows[0] + rows[1], cols[0] : cols[0] + cols[1]]
 
 
-class PendingHalo:
-    """This tile's border blocks on their way to the neighbours, and the neighbours' on their way here."""
+def _elements(shape: torch.Size, rows: tuple[int, int], cols: tuple[int, int]) -> int:
+    return math.prod(shape[:-2]) * rows[1] * cols[1]
 
-    def __init__(self, x: torch.Tensor, ctx: SpatialContext, widths: tuple[int, int, int, int]) -> None:
-        self.x, self.ctx, self.widths = x, ctx, widths
-        self.differentiable = torch.is_grad_enabled() and x.requires_grad
-        if self.differentiable and (widths[0] != widths[1] or widths[2] != widths[3]):
-            # Backward is a collective of every tile that sent or received; with equal widths on both sides of
-            # an axis every tile that sends also receives, so every tile's output depends on it and runs it.
-            raise ValueError(
-                f"a differentiable halo in flight needs equal widths on both sides of an axis, got (top, bottom, "
-                f"left, right) = {widths}; use halo_exchange for uneven halos"
-            )
-        self.incoming = _blocks(ctx, x.shape, widths, sending=False)
-        outgoing = _blocks(ctx, x.shape, widths, sending=True)
-        lead = list(x.shape[:-2])
-        detached = x.detach()
+
+class _Exchange:
+    """One non-blocking all_to_all_single carrying the border blocks of one or more tiles."""
+
+    def __init__(self, pendings: list[PendingHalo]) -> None:
+        ctx, like = pendings[0].ctx, pendings[0].x
         send_sizes, self.recv_sizes = [0] * ctx.size, [0] * ctx.size
         pieces: list[list[torch.Tensor]] = [[] for _ in range(ctx.size)]
-        for _, peer, rows, cols in outgoing:
-            pieces[peer].append(_region(detached, rows, cols).reshape(-1))
-            send_sizes[peer] += math.prod(lead) * rows[1] * cols[1]
-        for _, peer, rows, cols in self.incoming:
-            self.recv_sizes[peer] += math.prod(lead) * rows[1] * cols[1]
+        for pending in pendings:
+            # Per peer, the blocks of the tiles in call order: the receiver lists them in the same order.
+            pending.offsets = list(self.recv_sizes)
+            detached = pending.x.detach()
+            for _, peer, rows, cols in pending.outgoing:
+                pieces[peer].append(_region(detached, rows, cols).reshape(-1))
+                send_sizes[peer] += _elements(pending.x.shape, rows, cols)
+            for _, peer, rows, cols in pending.incoming:
+                self.recv_sizes[peer] += _elements(pending.x.shape, rows, cols)
         flat = [piece for per_peer in pieces for piece in per_peer]
         # Kept alive until `wait`: the backend reads it while the layer computes.
-        self._send = torch.cat(flat) if flat else x.new_empty(0)
-        self._recv = x.new_empty(sum(self.recv_sizes))
+        self._send = torch.cat(flat) if flat else like.new_empty(0)
+        self._recv = like.new_empty(sum(self.recv_sizes))
         # Nothing to exchange (one process, or no neighbour across a halo): no collective at all.
         self._work = (
             dist.all_to_all_single(
@@ -110,15 +108,42 @@ class PendingHalo:
             else None
         )
 
-    def received(self) -> list[torch.Tensor]:
-        """Block until the exchange is done; the received blocks in the order of `self.incoming`."""
+    def chunks(self) -> tuple[torch.Tensor, ...]:
+        """Block until the exchange is done (once); what every peer sent, in spatial-rank order."""
         if self._work is not None:
             self._work.wait()
-        lead = list(self.x.shape[:-2])
-        chunks, offsets, blocks = self._recv.split(self.recv_sizes), [0] * self.ctx.size, []
+            self._work = None
+        return self._recv.split(self.recv_sizes)
+
+
+class PendingHalo:
+    """One tile's border blocks on their way to the neighbours, and the neighbours' on their way here."""
+
+    def __init__(self, x: torch.Tensor, ctx: SpatialContext, widths: tuple[int, int, int, int]) -> None:
+        self.x, self.ctx, self.widths = x, ctx, widths
+        self.differentiable = torch.is_grad_enabled() and x.requires_grad
+        if self.differentiable and (widths[0] != widths[1] or widths[2] != widths[3]):
+            # Backward is a collective of every tile that sent or received; with equal widths on both sides of
+            # an axis every tile that sends also receives, so every tile's output depends on it and runs it.
+            raise ValueError(
+                f"a differentiable halo in flight needs equal widths on both sides of an axis, got (top, bottom, "
+                f"left, right) = {widths}; use halo_exchange for uneven halos"
+            )
+        self.incoming = _blocks(ctx, x.shape, widths, sending=False)
+        self.outgoing = _blocks(ctx, x.shape, widths, sending=True)
+        self.offsets: list[
+            int
+        ] = []  # where this tile's blocks start in each peer's chunk (set by `_Exchange`)
+        self.exchange: _Exchange | None = None
+
+    def received(self) -> list[torch.Tensor]:
+        """Block until the exchange is done; the received blocks in the order of `self.incoming`."""
+        chunks, offsets, blocks = self.exchange.chunks(), list(self.offsets), []
         for _, peer, rows, cols in self.incoming:
-            n = math.prod(lead) * rows[1] * cols[1]
-            blocks.append(chunks[peer][offsets[peer] : offsets[peer] + n].view(*lead, rows[1], cols[1]))
+            n = _elements(self.x.shape, rows, cols)
+            blocks.append(
+                chunks[peer][offsets[peer] : offsets[peer] + n].view(*self.x.shape[:-2], rows[1], cols[1])
+            )
             offsets[peer] += n
         return blocks
 
@@ -146,13 +171,12 @@ class ReceivedHalo(torch.autograd.Function):
     @staticmethod
     def forward(actx, x, pending):
         # Only the geometry is kept for backward, not the pending exchange's buffers.
-        actx.geometry = (pending.ctx, pending.widths, pending.incoming, x.shape)
+        actx.geometry = (pending.ctx, pending.incoming, pending.outgoing, x.shape)
         return tuple(block.clone() for block in pending.received())
 
     @staticmethod
     def backward(actx, *grads):
-        ctx, widths, incoming, shape = actx.geometry
-        outgoing = _blocks(ctx, shape, widths, sending=True)
+        ctx, incoming, outgoing, shape = actx.geometry
         lead = list(shape[:-2])
         sends = [(peer, grad.contiguous()) for (_, peer, _, _), grad in zip(incoming, grads, strict=True)]
         recvs = [(peer, [*lead, rows[1], cols[1]]) for _, peer, rows, cols in outgoing]
@@ -212,20 +236,34 @@ class HaloFrame:
         return torch.cat(bands, dim=-2) if len(bands) > 1 else bands[0]
 
 
-def start_halo(
-    x: torch.Tensor, ctx: SpatialContext, top: int, bottom: int, left: int, right: int
-) -> PendingHalo:
-    """Begin sending this tile's (..., h, w) borders to its neighbours; `wait()` on the result gives the frame.
+def start_halos(
+    tensors: list[torch.Tensor], ctx: SpatialContext, widths: list[tuple[int, int, int, int]]
+) -> list[PendingHalo]:
+    """Begin sending the borders of several tiles (each (..., h_i, w_i), its own (top, bottom, left, right)) in
+    one non-blocking all-to-all; `wait()` on each result gives that tile's frame.
 
     Every rank of the spatial group must call it with the same widths, and then `wait()`, in the same order as
-    its other collectives, and use the frame's halo wherever a neighbour sent one (its backward is a collective).
+    its other collectives, and use each frame's halo wherever a neighbour sent one (backward is a collective).
     Widths must not exceed the neighbouring tiles (the model's input check ensures it); when gradients flow,
     both sides of an axis must have the same width.
 
     Raises:
-        ValueError: for uneven widths on an axis when `x` requires gradients.
+        ValueError: for uneven widths on an axis when a tile requires gradients.
     """
-    return PendingHalo(x, ctx, (top, bottom, left, right))
+    pendings = [PendingHalo(x, ctx, tuple(w)) for x, w in zip(tensors, widths, strict=True)]
+    if pendings:
+        exchange = _Exchange(pendings)
+        for pending in pendings:
+            pending.exchange = exchange
+    return pendings
 
 
-__all__ = ["HaloFrame", "PendingHalo", "ReceivedHalo", "start_halo"]
+def start_halo(
+    x: torch.Tensor, ctx: SpatialContext, top: int, bottom: int, left: int, right: int
+) -> PendingHalo:
+    """Begin sending this tile's (..., h, w) borders to its neighbours; `wait()` on the result gives the frame
+    (see `start_halos`)."""
+    return start_halos([x], ctx, [(top, bottom, left, right)])[0]
+
+
+__all__ = ["HaloFrame", "PendingHalo", "ReceivedHalo", "start_halo", "start_halos"]

@@ -26,17 +26,12 @@ from ..models.modeling_rest import (
 from .attention import SpatialGlobalAttention
 from .context import SpatialContext
 from .geometry import LayoutBook
-from .layers import (
-    HaloConv2d,
-    ReplicatedSourceResize,
-    SpatialBatchNorm2d,
-    SpatialBilinearResize,
-    SpatialGRN,
-    SpatialMixin,
-)
+from .heads import SpatialLwcHead, SpatialUperHead
+from .layers import HaloConv2d, SpatialBatchNorm2d, SpatialGRN, SpatialMixin
 from .loss import SpatialSegmentationLoss
 from .partition import TileRule
 from .pooling import SpatialAdaptiveAvgPool2d, SpatialPyramidPooling, SpatialUpsampleFirstPyramidPooling
+from .resize import ReplicatedSourceResize, SpatialBilinearResize
 from .swin import SpatialSwinLayer
 
 MODES = ("exact", "regional")
@@ -51,6 +46,8 @@ TWINS: tuple[tuple[type[SpatialMixin], tuple[str, ...]], ...] = (
     (HaloConv2d, ("exact",)),
     (SpatialSwinLayer, ("exact",)),
     (SpatialGRN, ("exact",)),
+    (SpatialUperHead, ("exact",)),
+    (SpatialLwcHead, ("exact",)),
 )
 
 # Layers whose output pixel depends on input pixels of other tiles whatever their settings.

@@ -20,16 +20,11 @@ from transformers.models.swin.modeling_swin import SwinLayer
 from rest_hf.models.modeling_rest import RestBilinearResize, RestGlobalAttention, RestSegmentationLoss
 from rest_hf.spatial import SpatialContext
 from rest_hf.spatial.attention import SpatialGlobalAttention
-from rest_hf.spatial.layers import (
-    HaloConv2d,
-    ReplicatedSourceResize,
-    SpatialBatchNorm2d,
-    SpatialBilinearResize,
-    SpatialGRN,
-)
+from rest_hf.spatial.layers import HaloConv2d, SpatialBatchNorm2d, SpatialGRN
 from rest_hf.spatial.loss import SpatialSegmentationLoss
 from rest_hf.spatial.partition import TileRule
 from rest_hf.spatial.pooling import SpatialAdaptiveAvgPool2d
+from rest_hf.spatial.resize import ReplicatedSourceResize, SpatialBilinearResize
 from rest_hf.spatial.swin import SpatialSwinLayer
 from tests.multiprocess import run_in_processes
 
