@@ -26,9 +26,10 @@ CASES = {
 LOGIT_TOL = 1e-4
 
 
-def build_model(preset: str, placement: str | None = None) -> RestForSemanticSegmentation:
+def build_model(preset: str, placement: str | None = None, **overrides) -> RestForSemanticSegmentation:
     torch.manual_seed(0)
-    overrides = {"interaction_placement": placement} if placement else {}
+    if placement:
+        overrides["interaction_placement"] = placement
     model = RestForSemanticSegmentation(RestConfig.from_preset(preset, num_labels=3, **overrides))
     with torch.no_grad():
         for parameter in model.parameters():
@@ -44,8 +45,8 @@ def scene(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, labels
 
 
-def _check_training_step(ctx: SpatialContext, preset: str, height: int, width: int) -> None:
-    model = build_model(preset).train()
+def _check_training_step(ctx: SpatialContext, preset: str, height: int, width: int, **overrides) -> None:
+    model = build_model(preset, **overrides).train()
     reference = copy.deepcopy(model)
     pixels, labels = scene(height, width)
 
@@ -57,7 +58,7 @@ def _check_training_step(ctx: SpatialContext, preset: str, height: int, width: i
     part = ctx.partition(height, width, model.config)
     local = part.local(pixels).clone().requires_grad_()
     output = model(pixel_values=local, labels=part.local(labels))
-    where = f"{preset} grid {ctx.grid} scene {height}x{width}"
+    where = f"{preset} {overrides or ''} grid {ctx.grid} scene {height}x{width}"
     diff = (output.logits - part.local(expected.logits.detach())).abs().max().item()
     assert diff <= LOGIT_TOL, f"{where}: logits differ by {diff}"
     torch.testing.assert_close(output.loss, expected.loss.detach(), rtol=1e-5, atol=1e-6, msg=where)
@@ -94,6 +95,8 @@ def _run_grid(rank: int, world_size: int, grid: tuple[int, int]) -> None:
     ctx = SpatialContext.init(grid=grid)
     for preset, height, width in CASES[grid]:
         _check_training_step(ctx, preset, height, width)
+    if grid == (1, 2):  # the GLH-Water checkpoint's head (its own exact-mode twin)
+        _check_training_step(ctx, "tiny-convnext", 64, 230, decoder_variant="lwc")
 
 
 @pytest.mark.parametrize("grid", list(CASES), ids=lambda g: f"{g[0]}x{g[1]}")
