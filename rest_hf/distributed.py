@@ -274,11 +274,24 @@ def agreed(
     return value
 
 
+def _print_line(line: str) -> None:
+    """Write `line` and its newline to stderr in one system call, so that processes printing at the same
+    moment into one pipe or terminal never interleave inside a line (`print` writes the newline apart, which
+    an unbuffered stderr, as under some launchers, sends as a second write)."""
+    sys.stderr.flush()
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stderr (a test's capture, a notebook)
+        print(line, file=sys.stderr, flush=True)
+        return
+    os.write(descriptor, f"{line}\n".encode(errors="replace"))
+
+
 def report_once(message: str, program: str, scope: Any = None) -> None:
     """Collective: the first process of the scope prints `PROGRAM: error: MESSAGE`; every process returns
     only once it has (a peer that exits first makes torchrun SIGTERM the first one, maybe before it prints)."""
     if rank() == 0:
-        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+        _print_line(f"{program}: error: {message}")
     gather_objects(None, scope)
 
 
@@ -286,8 +299,7 @@ def exit_alone(message: str, program: str) -> NoReturn:
     """A failure the other processes cannot learn about (they wait in a collective this one will never make):
     print `PROGRAM: error: process N: MESSAGE` and exit now with 1 (the launcher, or the others' timeout,
     stops the rest)."""
-    print(f"{program}: error: process {rank()}: {message}", file=sys.stderr, flush=True)
-    sys.stderr.flush()
+    _print_line(f"{program}: error: process {rank()}: {message}")
     os._exit(1)
 
 
