@@ -131,9 +131,8 @@ class PendingHalo:
             )
         self.incoming = _blocks(ctx, x.shape, widths, sending=False)
         self.outgoing = _blocks(ctx, x.shape, widths, sending=True)
-        self.offsets: list[
-            int
-        ] = []  # where this tile's blocks start in each peer's chunk (set by `_Exchange`)
+        # Where this tile's blocks start in each peer's chunk of the shared exchange (set by `_Exchange`).
+        self.offsets: list[int] = []
         self.exchange: _Exchange | None = None
 
     def received(self) -> list[torch.Tensor]:
