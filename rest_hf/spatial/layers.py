@@ -83,7 +83,7 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         return convolve_together([self], [hidden_state])[0]
 
-    def patch_edges(self, hidden_state: torch.Tensor, output: torch.Tensor, frame: HaloFrame) -> torch.Tensor:
+    def _patch_edges(self, hidden_state: torch.Tensor, output: torch.Tensor, frame: HaloFrame) -> None:
         """Recompute in place the outputs next to edges shared with a neighbour, from the halo-padded strips."""
         pad_h, pad_w = self.padding
         halo_h, _, halo_w, _ = self.halo_widths()
@@ -102,7 +102,6 @@ class HaloConv2d(SpatialMixin, nn.Conv2d):
         if frame.has((0, 1)):
             cols = (width - halo_w, width + 2 * halo_w)
             output[..., width - halo_w :] = self._strip(frame.window(all_rows, cols), (pad_h - halo_h, 0))
-        return output
 
     def _strip(self, window: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
         """The convolution of a halo-padded strip; `padding` is the zero padding of the axes not split."""
@@ -113,7 +112,7 @@ def convolve_together(convs: list[HaloConv2d], inputs: list[torch.Tensor]) -> li
     """Each convolution applied to its input, with the halos of all of them in one exchange.
 
     The halos travel while every convolution runs on its zero-padded tile; then each output's edges next to a
-    neighbour are recomputed (`HaloConv2d.patch_edges`). One synchronisation for all, instead of one each.
+    neighbour are recomputed (`HaloConv2d._patch_edges`). One synchronisation for all, instead of one each.
 
     Args:
         convs: `HaloConv2d` twins of one spatial context.
@@ -130,7 +129,7 @@ def convolve_together(convs: list[HaloConv2d], inputs: list[torch.Tensor]) -> li
     )
     outputs = [nn.Conv2d.forward(conv, x) for conv, x in zip(convs, inputs, strict=True)]
     for i, pending in zip(moving, pendings, strict=True):
-        convs[i].patch_edges(inputs[i], outputs[i], pending.wait())
+        convs[i]._patch_edges(inputs[i], outputs[i], pending.wait())
     return outputs
 
 
