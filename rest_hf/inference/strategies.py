@@ -56,6 +56,21 @@ class SceneRun:
         """Collective: every rank raises `SceneError` when any rank brought a failure."""
         agree_or_raise(failure, self.ctx, SceneError)
 
+    def to_root(
+        self,
+        tiles: list[torch.Tensor],
+        boxes: list[Box | None],
+        kinds: list[tuple[tuple[int, ...], torch.dtype]],
+        deliver: Any,
+        bounds: tuple[int, int] | None = None,
+    ) -> str | None:
+        """Collective: every rank's tiles to rank 0 of the spatial group (`send_tiles_to_root`); on rank 0
+        the first error `deliver` raised, as one line, else None."""
+        ctx = self.ctx
+        return send_tiles_to_root(
+            tiles, boxes, kinds, ctx.global_ranks, ctx.rank, deliver, self.p.device, bounds
+        )
+
     def read(self, box: Box | None) -> tuple[np.ndarray | None, np.ndarray | None, list[int]]:
         """Read and normalise this rank's window (top, left, height, width; None: nothing this round); agree
         on failures, and count (in the result) the values taken as invalid because no sensor measures them.
@@ -164,15 +179,8 @@ class SceneRun:
             kinds = [((), tiles[0].dtype)] + (
                 [((p.num_classes,), tiles[1].dtype)] if self.probabilities else []
             )
-            failure = send_tiles_to_root(
-                tiles,
-                [_box(b) for b in boxes],
-                kinds,
-                ctx.global_ranks,
-                ctx.rank,
-                self.write_labels,
-                p.device,
-                bounds=(self.height, self.width),
+            failure = self.to_root(
+                tiles, [_box(b) for b in boxes], kinds, self.write_labels, bounds=(self.height, self.width)
             )
         self.agree(failure)
 
@@ -254,16 +262,7 @@ class SceneRun:
                             )
 
                         tiles = [logits, torch.from_numpy(valid).to(p.device, torch.uint8)]
-                        failure = send_tiles_to_root(
-                            tiles,
-                            [_box(b) for b in boxes],
-                            kinds,
-                            ctx.global_ranks,
-                            ctx.rank,
-                            blend,
-                            p.device,
-                            size,
-                        )
+                        failure = self.to_root(tiles, [_box(b) for b in boxes], kinds, blend, size)
                         del logits, tiles
                 if accumulator is not None and window.col == len(col_starts) - 1 and failure is None:
                     following = (
@@ -320,9 +319,7 @@ class SceneRun:
                 ]
                 with released_memory(p.device):
                     if any(sending):
-                        failure = send_tiles_to_root(
-                            tiles, senders, kinds, ctx.global_ranks, ctx.rank, average, p.device
-                        )
+                        failure = self.to_root(tiles, senders, kinds, average)
                     del tiles
                 if accumulator is not None and failure is None:
                     following = crops[first + ctx.size].top if first + ctx.size < len(crops) else self.height
