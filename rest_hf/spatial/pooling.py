@@ -13,6 +13,7 @@ from torch import nn
 from ..models.modeling_rest import RestPyramidPoolingModule, RestUpsampleFirstPyramidPoolingModule
 from .comm import all_reduce_sum
 from .layers import SpatialMixin
+from .windows import Region
 
 
 def _bin_matrix(
@@ -62,7 +63,19 @@ def _pooled_at_every_scale(
     return [pooled.view(part.shape) for pooled, part in zip(total.split(sizes, dim=2), parts, strict=True)]
 
 
-class SpatialPyramidPooling(SpatialMixin, RestPyramidPoolingModule):
+class _PooledOnce(SpatialMixin):
+    """Pyramid pooling split in its two steps, so a caller can compute the maps on any region of the scene."""
+
+    def pooled(self, hidden_state: torch.Tensor) -> list[torch.Tensor]:
+        """Collective: every block's pooled map of the whole scene, (B, C, s, s) each, from one sum."""
+        return _pooled_at_every_scale(self, hidden_state)
+
+    def forward(self, hidden_state: torch.Tensor) -> list[torch.Tensor]:
+        target = self.layouts.layout(*hidden_state.shape[2:], what="pyramid pooling input")
+        return self.maps_at(self.pooled(hidden_state), (target.height, target.width), Region.of(target.box()))
+
+
+class SpatialPyramidPooling(_PooledOnce, RestPyramidPoolingModule):
     """UperNet's pyramid pooling over the whole scene: the bins of all scales summed in one collective.
 
     FORWARD: as `RestPyramidPoolingModule` (pool, conv module, resize to this tile); the pooled maps are the
@@ -70,26 +83,28 @@ class SpatialPyramidPooling(SpatialMixin, RestPyramidPoolingModule):
     BACKWARD: through the one sum, whose backward sums the pooled maps' gradients over the group once.
     """
 
-    def forward(self, hidden_state: torch.Tensor) -> list[torch.Tensor]:
-        size = hidden_state.shape[2:]
-        pooled = _pooled_at_every_scale(self, hidden_state)
+    def maps_at(
+        self, pooled: list[torch.Tensor], size: tuple[int, int], region: Region
+    ) -> list[torch.Tensor]:
+        """The blocks' maps (B, channels, ...) on `region` of the pooled input's (H, W) = `size` scene."""
         return [
-            self.resize(block.conv_module(bins), size)
+            self.resize.at(block.conv_module(bins), size, region)
             for block, bins in zip(self.blocks, pooled, strict=True)
         ]
 
 
-class SpatialUpsampleFirstPyramidPooling(SpatialMixin, RestUpsampleFirstPyramidPoolingModule):
+class SpatialUpsampleFirstPyramidPooling(_PooledOnce, RestUpsampleFirstPyramidPoolingModule):
     """The GLH-Water head's pyramid pooling (resize, then conv module) over the whole scene, in one sum.
 
     FORWARD/BACKWARD: as `SpatialPyramidPooling`, with the order of `RestUpsampleFirstPyramidPoolingModule`.
     """
 
-    def forward(self, hidden_state: torch.Tensor) -> list[torch.Tensor]:
-        size = hidden_state.shape[2:]
-        pooled = _pooled_at_every_scale(self, hidden_state)
+    def maps_at(
+        self, pooled: list[torch.Tensor], size: tuple[int, int], region: Region
+    ) -> list[torch.Tensor]:
+        """The blocks' maps (B, channels, ...) on `region` of the pooled input's (H, W) = `size` scene."""
         return [
-            block.conv_module(self.resize(bins, size))
+            block.conv_module(self.resize.at(bins, size, region))
             for block, bins in zip(self.blocks, pooled, strict=True)
         ]
 

@@ -15,44 +15,7 @@ from .comm_halo import HaloFrame, start_halos
 from .geometry import gather_layouts
 from .layers import SpatialMixin
 from .partition import TilePartition
-
-
-def _source_positions(
-    out_start: int, out_stop: int, in_size: int, out_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower source index and weight of the upper one for output rows [out_start, out_stop) (align_corners=False)."""
-    scale = in_size / out_size
-    position = ((torch.arange(out_start, out_stop, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0.0)
-    lower = position.floor().long().clamp(max=in_size - 1)
-    return lower, position - lower
-
-
-# Channels interpolated at a time: the temporaries are then an eighth of the output, not twice it.
-_CHANNEL_CHUNKS = 8
-
-
-def _interpolate_axis(
-    source: torch.Tensor, dim: int, lower: torch.Tensor, weight: torch.Tensor, last: int
-) -> torch.Tensor:
-    """Linear interpolation along `dim` of (B, C, h, w) `source` at local indices `lower` (+1, clamped to `last`).
-
-    The final 4x upsampling of the logits is the largest tensor of the model, so the interpolation writes
-    into the output chunk by chunk of channels, in place (`lower + w * (upper - lower)`): the peak is the
-    output plus two chunks, close to `F.interpolate`'s.
-    """
-    shape = [1] * source.ndim
-    shape[dim] = -1
-    weight = weight.to(source.dtype).view(shape)
-    upper = (lower + 1).clamp(max=last)
-    out_shape = list(source.shape)
-    out_shape[dim] = lower.numel()
-    output = source.new_empty(out_shape)
-    step = -(-source.shape[1] // _CHANNEL_CHUNKS)
-    for start in range(0, source.shape[1], step):
-        chunk = source[:, start : start + step]
-        below = chunk.index_select(dim, lower)
-        output[:, start : start + step] = chunk.index_select(dim, upper).sub_(below).mul_(weight).add_(below)
-    return output
+from .windows import Region, interpolate_axis, interpolation_matrix, source_positions
 
 
 def _upsample(hidden_state: torch.Tensor, k_rows: int, k_cols: int) -> torch.Tensor:
@@ -129,7 +92,7 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         (top, bottom), (left, right) = (plan[0] for plan in plans)
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
         for axis, (_, lower, weight, last) in enumerate(plans):
-            padded = _interpolate_axis(padded, 2 + axis, lower, weight, last)
+            padded = interpolate_axis(padded, 2 + axis, lower, weight, last)
         return padded
 
     @staticmethod
@@ -188,11 +151,11 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         in_size, out_size = edges_in[-1], edges_out[-1]
         before = after = 0
         for tile in range(len(edges_in) - 1):
-            lower, _ = _source_positions(edges_out[tile], edges_out[tile + 1], in_size, out_size)
+            lower, _ = source_positions(edges_out[tile], edges_out[tile + 1], in_size, out_size)
             before = max(before, edges_in[tile] - int(lower.min()))
             after = max(after, min(int(lower.max()) + 1, in_size - 1) - (edges_in[tile + 1] - 1))
         mine = self.ctx.coord[axis]
-        lower, weight = _source_positions(edges_out[mine], edges_out[mine + 1], in_size, out_size)
+        lower, weight = source_positions(edges_out[mine], edges_out[mine + 1], in_size, out_size)
         offset = edges_in[mine] - before
         last = min(in_size - 1, edges_in[mine + 1] - 1 + after) - offset
         return (before, after), lower - offset, weight, last
@@ -207,12 +170,19 @@ class ReplicatedSourceResize(SpatialMixin, RestBilinearResize):
 
     def forward(self, hidden_state: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         target = self.layouts.layout(*size, what="resize output")
-        box = target.box()
+        return self.at(hidden_state, (target.height, target.width), Region.of(target.box()))
+
+    @staticmethod
+    def at(hidden_state: torch.Tensor, size: tuple[int, int], region: Region) -> torch.Tensor:
+        """The whole (B, C, s_h, s_w) map resized to a scene of `size`, on `region` of it only.
+
+        The source is a few pooled bins: two small matrix products (rows, then columns) cost less than
+        interpolating index by index."""
         in_h, in_w = hidden_state.shape[2:]
-        rows, row_weight = _source_positions(box.top, box.bottom, in_h, target.height)
-        cols, col_weight = _source_positions(box.left, box.right, in_w, target.width)
-        resized = _interpolate_axis(hidden_state, 2, rows, row_weight, in_h - 1)
-        return _interpolate_axis(resized, 3, cols, col_weight, in_w - 1)
+        kwargs = {"dtype": hidden_state.dtype, "device": hidden_state.device}
+        rows = interpolation_matrix(region.rows, in_h, size[0], **kwargs)
+        cols = interpolation_matrix(region.cols, in_w, size[1], **kwargs)
+        return rows @ hidden_state @ cols.T
 
 
 __all__ = ["ReplicatedSourceResize", "SpatialBilinearResize"]
