@@ -9,6 +9,8 @@ its tile of one scene, best of `--repeats`:
                                                           # and overlapped with it (GradientReducer)
     python scripts/bench_spatial.py --device cuda --presets swin-base --sizes 2048 --grids 2x2
     python scripts/bench_spatial.py --presets tiny-swin swin-base --sizes 256 512 --grids   # one process only
+    python scripts/bench_spatial.py --heap keep           # glibc keeps freed memory: no page faults per pass
+    python scripts/bench_spatial.py --interleaved --repeats 40   # both modes in the same processes, in turn
 
 Columns: seconds per forward (or training step), the ratio to regional at the same grid and to one process,
 collectives per forward (or step) and how many of them are metadata (layout) exchanges, the share of time
@@ -19,8 +21,10 @@ before the first run; CUDA: max_memory_allocated minus the memory held before it
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import statistics
 import tempfile
 import time
 from datetime import timedelta
@@ -31,6 +35,7 @@ import torch.multiprocessing as mp
 
 from rest_hf import RestConfig, RestForSemanticSegmentation
 from rest_hf.distributed import barrier, gather_objects, peak_memory_bytes
+from rest_hf.inference.heap import keep_freed_heap
 from rest_hf.spatial import GradientReducer, SpatialContext, parallelize_spatial, reduce_spatial_gradients
 
 COLLECTIVES = ("all_reduce", "all_gather", "all_to_all_single", "broadcast")
@@ -88,7 +93,12 @@ class CommMeter:
         return call
 
 
-def _worker(rank: int, world: int, store: str, options: dict, result_path: str) -> None:
+def _join(
+    rank: int, world: int, store: str, options: dict
+) -> tuple[SpatialContext, torch.device, RestConfig]:
+    """This process's heap, threads, core and process group; the spatial context and the model's config."""
+    if options["heap"] == "keep" and not keep_freed_heap():
+        raise RuntimeError("--heap keep needs glibc's malloc; run with --heap default")
     device = torch.device(options["device"], rank) if options["device"] == "cuda" else torch.device("cpu")
     torch.set_num_threads(options["threads"])
     if options["pin"] and hasattr(os, "sched_setaffinity"):
@@ -111,6 +121,11 @@ def _worker(rank: int, world: int, store: str, options: dict, result_path: str) 
     config = RestConfig.from_preset(
         options["preset"], num_labels=options["num_labels"], interaction_stages=options["stages"]
     )
+    return ctx, device, config
+
+
+def _worker(rank: int, world: int, store: str, options: dict, result_path: str) -> None:
+    ctx, device, config = _join(rank, world, store, options)
     model = parallelize_spatial(RestForSemanticSegmentation(config).to(device), ctx, mode=options["mode"])
     model.train(options["train"])
     size = options["size"]
@@ -193,6 +208,82 @@ def measure(grid: tuple[int, int], mode: str, reduction: str, options: dict) -> 
     }
 
 
+def _interleaved_worker(rank: int, world: int, store: str, options: dict, result_path: str) -> None:
+    """Both modes in the same processes, one forward of each in turn: the processes' placement, their heap
+    and the machine's load then weigh on both alike, which fresh processes per mode cannot ensure."""
+    ctx, device, config = _join(rank, world, store, options)
+    base = RestForSemanticSegmentation(config).to(device).eval()
+    models = {
+        mode: parallelize_spatial(copy.deepcopy(base), ctx, mode=mode) for mode in ("regional", "exact")
+    }
+    size = options["size"]
+    part = ctx.partition(size, size, config)
+    generator = torch.Generator().manual_seed(1)
+    pixels = part.local(torch.randn(1, 3, size, size, generator=generator)).to(device).contiguous()
+    times: dict[str, list[float]] = {mode: [] for mode in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model(pixel_values=pixels)
+        for i in range(options["repeats"]):
+            for mode in list(models) if i % 2 else list(models)[::-1]:
+                barrier()
+                start = time.perf_counter()
+                models[mode](pixel_values=pixels)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[mode].append(time.perf_counter() - start)
+    gathered = gather_objects(times)
+    if rank == 0:
+        with open(result_path, "w") as f:
+            json.dump(gathered, f)
+    dist.destroy_process_group()
+
+
+def measure_interleaved(grid: tuple[int, int], options: dict) -> dict[str, list[float]]:
+    """Seconds of every forward of each mode (the slowest rank's), both modes in the same fresh processes."""
+    procs = grid[0] * grid[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = os.path.join(tmp, "result.json")
+        mp.start_processes(
+            _interleaved_worker,
+            args=(procs, os.path.join(tmp, "store"), dict(options, grid=grid), result_path),
+            nprocs=procs,
+            start_method="spawn",
+        )
+        with open(result_path) as f:
+            ranks = json.load(f)
+    return {mode: [max(run) for run in zip(*(r[mode] for r in ranks), strict=True)] for mode in ranks[0]}
+
+
+def _print_interleaved(args: argparse.Namespace, grids: list[tuple[int, int]], options: dict) -> None:
+    print(
+        f"interaction stages {args.stages}, {args.threads} thread(s) per process, {args.device}, "
+        f"{args.heap} heap, both modes in the same processes, {args.repeats} forwards each x {args.rounds} "
+        "round(s)"
+    )
+    print(
+        "| model | scene | grid | regional s (best, median) | exact s (best, median) | exact / regional (best, median) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for preset in args.presets:
+        for size in args.sizes:
+            for grid in grids:
+                times: dict[str, list[float]] = {"regional": [], "exact": []}
+                for _ in range(args.rounds):
+                    for mode, seconds in measure_interleaved(
+                        grid, dict(options, preset=preset, size=size)
+                    ).items():
+                        times[mode] += seconds
+                best = {mode: min(seconds) for mode, seconds in times.items()}
+                median = {mode: statistics.median(seconds) for mode, seconds in times.items()}
+                print(
+                    f"| {preset} | {size} px | {grid[0]}x{grid[1]} | {best['regional']:.3f}, {median['regional']:.3f} | "
+                    f"{best['exact']:.3f}, {median['exact']:.3f} | {best['exact'] / best['regional']:.2f}x, "
+                    f"{median['exact'] / median['regional']:.2f}x |",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -211,6 +302,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="inference only: both modes in the same processes, forwards alternating (no memory column)",
+    )
+    parser.add_argument(
+        "--heap",
+        default="default",
+        choices=["default", "keep"],
+        help="glibc's heap: its default (freed memory returned, refaulted at the next pass) or kept "
+        "(rest_hf.inference.heap.keep_freed_heap), to time the model without the allocator's page faults",
+    )
+    parser.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
@@ -224,14 +327,20 @@ def main() -> None:
         "repeats": args.repeats,
         "threads": args.threads,
         "pin": args.pin,
+        "heap": args.heap,
         "num_labels": 8,
         "stages": args.stages,
     }
+    if args.interleaved:
+        if args.train or not grids:
+            parser.error("--interleaved times inference on split grids; drop --train and give --grids")
+        _print_interleaved(args, grids, options)
+        return
     what = "step" if args.train else "forward"
     reductions = ("after", "overlapped") if args.train else ("after",)
     print(
         f"interaction stages {args.stages}, {args.threads} thread(s) per process, {args.device}, "
-        f"best of {args.repeats} x {args.rounds} round(s)"
+        f"{args.heap} heap, best of {args.repeats} x {args.rounds} round(s)"
     )
     print(
         f"| model | scene | P | grid | mode | gradients | s / {what} | vs regional | vs P=1 | "

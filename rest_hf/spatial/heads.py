@@ -129,7 +129,19 @@ class _FpnLevelsTogether(SpatialMixin):
     def _fused_window(
         self, features: list[torch.Tensor], plan: _Plan, layouts: list[TilePartition]
     ) -> Window:
-        """`fuse` of the whole scene on `plan.reach.fused`, from one halo exchange of the four feature maps."""
+        """`fuse` of the whole scene on `plan.reach.fused`, from one halo exchange of the four feature maps.
+
+        In steps whose intermediate maps die when the step returns, as in the layer-by-layer head: keeping them
+        all to the end would add some 20 MB to the peak and make glibc return and refault the heap each pass.
+        """
+        reach, sizes = plan.reach, [(layout.height, layout.width) for layout in layouts]
+        levels = self._fpn_levels_at(self._top_down_at(features, plan, layouts), reach, sizes)
+        return _conv_module_at(self.fpn_bottleneck, levels, reach.fused)
+
+    def _top_down_at(
+        self, features: list[torch.Tensor], plan: _Plan, layouts: list[TilePartition]
+    ) -> list[Window]:
+        """The exchange, then the laterals after the top-down pathway (the last: pooling's bottleneck)."""
         reach, sizes = plan.reach, [(layout.height, layout.width) for layout in layouts]
         pendings = start_halos(features, self.ctx, list(plan.widths))
         pooled = self.psp_modules.pooled(features[-1])  # its sum travels while the halos do
@@ -145,13 +157,19 @@ class _FpnLevelsTogether(SpatialMixin):
         for i in range(top, 0, -1):
             resized = resize_at(laterals[i], sizes[i - 1], reach.laterals[i - 1])
             laterals[i - 1] = laterals[i - 1].like(laterals[i - 1].tensor + resized.tensor)
+        return laterals
+
+    def _fpn_levels_at(self, laterals: list[Window], reach: _Reach, sizes: list[tuple[int, int]]) -> Window:
+        """The FPN convolutions' outputs (and the top lateral) resized to level 0 and concatenated."""
+        top = len(laterals) - 1
         outputs = [_conv_module_at(self.fpn_convs[i], laterals[i], reach.fpn[i]) for i in range(top)]
         outputs.append(laterals[top])
-        concatenated = reach.fpn[0]
-        levels = [outputs[0].crop(concatenated)]
-        levels += [resize_at(output, sizes[0], concatenated).tensor for output in outputs[1:]]
-        stacked = Window(torch.cat(levels, dim=1), concatenated, sizes[0])
-        return _conv_module_at(self.fpn_bottleneck, stacked, reach.fused)
+        region = reach.fpn[0]
+        levels = [
+            outputs[0].crop(region),
+            *(resize_at(output, sizes[0], region).tensor for output in outputs[1:]),
+        ]
+        return Window(torch.cat(levels, dim=1), region, sizes[0])
 
 
 class SpatialUperHead(_FpnLevelsTogether, RestUperHead):
