@@ -90,7 +90,9 @@ def interpolate_axis(
     """
     shape = [1] * source.ndim
     shape[dim] = -1
-    weight = weight.to(source.dtype).view(shape)
+    # The indices and weights are computed on the host; a CUDA source needs them on its device.
+    lower = lower.to(source.device)
+    weight = weight.to(device=source.device, dtype=source.dtype).view(shape)
     upper = (lower + 1).clamp(max=last)
     out_shape = list(source.shape)
     out_shape[dim] = lower.numel()
@@ -151,8 +153,19 @@ def frame_window(frame: HaloFrame, box: TileBox, size: tuple[int, int]) -> Windo
 
 def _same_padding(conv: nn.Conv2d) -> tuple[int, int]:
     """The zero padding of a stride-1 'same' convolution, which is also how far it reads beyond a pixel."""
-    if any(s != 1 for s in conv.stride) or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-        raise ValueError(f"conv_at computes stride-1 zero-padded convolutions, not {conv}")
+    same = (
+        all(s == 1 for s in conv.stride)
+        and not isinstance(conv.padding, str)
+        and conv.padding_mode == "zeros"
+        and all(
+            p == d * (k - 1) // 2 and k % 2
+            for p, d, k in zip(conv.padding, conv.dilation, conv.kernel_size, strict=True)
+        )
+    )
+    if not same:
+        raise ValueError(
+            f"conv_at computes stride-1 'same' zero-padded convolutions of odd kernels, not {conv}"
+        )
     return conv.padding[0], conv.padding[1]
 
 
