@@ -15,7 +15,7 @@ from .comm_halo import HaloFrame, start_halos
 from .geometry import gather_layouts
 from .layers import SpatialMixin
 from .partition import TilePartition
-from .windows import Region, interpolate_axis, interpolation_matrix, source_positions
+from .windows import Region, Window, interpolation_matrix, resize_at, resize_source
 
 
 def _upsample(hidden_state: torch.Tensor, k_rows: int, k_cols: int) -> torch.Tensor:
@@ -87,13 +87,22 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
     def _resize_at(
         self, hidden_state: torch.Tensor, source: TilePartition, target: TilePartition
     ) -> torch.Tensor:
-        """Any ratio: the halo first, then interpolation at explicit global source indices and weights."""
-        plans = [self._axis_plan(source, target, axis) for axis in (0, 1)]
-        (top, bottom), (left, right) = (plan[0] for plan in plans)
+        """Any ratio: the halo that the farthest-reaching tile needs on each side first, then interpolation at
+        explicit global source indices and weights (`windows.resize_at`)."""
+        sizes = (source.height, source.width), (target.height, target.width)
+        reaches = [
+            resize_source(Region.of(out_box), *sizes).margins(in_box)
+            for in_box, out_box in zip(source.boxes(), target.boxes(), strict=True)
+        ]
+        top, bottom, left, right = (max(reach[side] for reach in reaches) for side in range(4))
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
-        for axis, (_, lower, weight, last) in enumerate(plans):
-            padded = interpolate_axis(padded, 2 + axis, lower, weight, last)
-        return padded
+        box = source.box()
+        window = Window(
+            padded,
+            Region((box.top - top, box.bottom + bottom), (box.left - left, box.right + right)),
+            sizes[0],
+        )
+        return resize_at(window, sizes[1], Region.of(target.box())).tensor
 
     @staticmethod
     def _whole_scales(source: TilePartition, target: TilePartition) -> tuple[int, int] | None:
@@ -141,24 +150,6 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         if frame.has((0, 1)):
             strip = _upsample(frame.window(rows, (width - 1 + halo_w, width + 1 + halo_w)), k_rows, k_cols)
             output[..., k_cols * width - fix_w :] = strip[..., out_rows, k_cols - fix_w : k_cols]
-
-    def _axis_plan(
-        self, source: TilePartition, target: TilePartition, axis: int
-    ) -> tuple[tuple[int, int], torch.Tensor, torch.Tensor, int]:
-        """Halo (before, after) every rank uses on this axis, and this rank's local indices and weights."""
-        edges_in = source.row_edges if axis == 0 else source.col_edges
-        edges_out = target.row_edges if axis == 0 else target.col_edges
-        in_size, out_size = edges_in[-1], edges_out[-1]
-        before = after = 0
-        for tile in range(len(edges_in) - 1):
-            lower, _ = source_positions(edges_out[tile], edges_out[tile + 1], in_size, out_size)
-            before = max(before, edges_in[tile] - int(lower.min()))
-            after = max(after, min(int(lower.max()) + 1, in_size - 1) - (edges_in[tile + 1] - 1))
-        mine = self.ctx.coord[axis]
-        lower, weight = source_positions(edges_out[mine], edges_out[mine + 1], in_size, out_size)
-        offset = edges_in[mine] - before
-        last = min(in_size - 1, edges_in[mine + 1] - 1 + after) - offset
-        return (before, after), lower - offset, weight, last
 
 
 class ReplicatedSourceResize(SpatialMixin, RestBilinearResize):
