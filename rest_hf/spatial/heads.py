@@ -24,7 +24,16 @@ from ..models.modeling_rest import RestConvModule, RestLwcHead, RestUperHead
 from .comm_halo import start_halos
 from .layers import SpatialMixin, convolve_together
 from .partition import TileBox, TilePartition
-from .windows import Region, Window, conv_at, conv_source, frame_window, resize_at, resize_source
+from .windows import (
+    Region,
+    Window,
+    conv_at,
+    conv_source,
+    frame_window,
+    resize_at,
+    resize_source,
+    widest_reach,
+)
 
 
 def _conv_module_at(module: RestConvModule, window: Window, region: Region) -> Window:
@@ -97,21 +106,19 @@ class _SplitSceneHead(SpatialMixin):
         if cached is not None and cached[0] == key:
             return cached[1]
         sizes = [(layout.height, layout.width) for layout in layouts]
-        everyone = [[layout.boxes()[t] for layout in layouts] for t in range(len(layouts[0].boxes()))]
-        reaches = [self._reach(self._output_region(boxes, sizes), sizes) for boxes in everyone]
+        boxes = [layout.boxes() for layout in layouts]
+        everyone = list(zip(*boxes, strict=True))  # per tile, its box at every level
+        reaches = [self._reach(self._output_region(list(tile), sizes), sizes) for tile in everyone]
         widths = []
-        for level, layout in enumerate(layouts):
-            margins = [
-                reach.inputs[level].margins(boxes[level])
-                for reach, boxes in zip(reaches, everyone, strict=True)
-            ]
-            halo_h = max(max(m[0], m[1]) for m in margins) if layout.grid[0] > 1 else 0
-            halo_w = max(max(m[2], m[3]) for m in margins) if layout.grid[1] > 1 else 0
+        for level, level_boxes in enumerate(boxes):
+            top, bottom, left, right = widest_reach([reach.inputs[level] for reach in reaches], level_boxes)
+            # Both sides alike, so that the halo is differentiable (on an unsplit axis both are 0).
+            halo_h, halo_w = max(top, bottom), max(left, right)
             widths.append((halo_h, halo_h, halo_w, halo_w))
         fits = all(
-            halo_h <= min(box.height for box in layout.boxes())
-            and halo_w <= min(box.width for box in layout.boxes())
-            for layout, (halo_h, _, halo_w, _) in zip(layouts, widths, strict=True)
+            halo_h <= min(box.height for box in level_boxes)
+            and halo_w <= min(box.width for box in level_boxes)
+            for level_boxes, (halo_h, _, halo_w, _) in zip(boxes, widths, strict=True)
         )
         mine = [layout.box() for layout in layouts]
         plan = _Plan(self._reach(self._output_region(mine, sizes), sizes), tuple(widths)) if fits else None

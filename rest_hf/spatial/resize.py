@@ -15,7 +15,7 @@ from .comm_halo import HaloFrame, start_halos
 from .geometry import gather_layouts
 from .layers import SpatialMixin
 from .partition import TilePartition
-from .windows import Region, Window, interpolation_matrix, resize_at, resize_source
+from .windows import Region, Window, interpolation_matrix, resize_at, resize_source, widest_reach
 
 
 def _upsample(hidden_state: torch.Tensor, k_rows: int, k_cols: int) -> torch.Tensor:
@@ -90,11 +90,8 @@ class SpatialBilinearResize(SpatialMixin, RestBilinearResize):
         """Any ratio: the halo that the farthest-reaching tile needs on each side first, then interpolation at
         explicit global source indices and weights (`windows.resize_at`)."""
         sizes = (source.height, source.width), (target.height, target.width)
-        reaches = [
-            resize_source(Region.of(out_box), *sizes).margins(in_box)
-            for in_box, out_box in zip(source.boxes(), target.boxes(), strict=True)
-        ]
-        top, bottom, left, right = (max(reach[side] for reach in reaches) for side in range(4))
+        reads = [resize_source(Region.of(out_box), *sizes) for out_box in target.boxes()]
+        top, bottom, left, right = widest_reach(reads, source.boxes())
         padded = halo_exchange(hidden_state, self.ctx, top, bottom, left, right, check=False)
         box = source.box()
         window = Window(

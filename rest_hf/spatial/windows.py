@@ -51,6 +51,15 @@ class Region:
         )
 
 
+def widest_reach(regions: list[Region], boxes: list[TileBox]) -> tuple[int, int, int, int]:
+    """How far (top, bottom, left, right) the farthest of `regions` reaches beyond its tile's box: the halo
+    widths with which one exchange serves every tile (a region is clipped to the scene, so an axis the grid
+    does not split reaches nowhere)."""
+    margins = [region.margins(box) for region, box in zip(regions, boxes, strict=True)]
+    top, bottom, left, right = (max(margin[side] for margin in margins) for side in range(4))
+    return top, bottom, left, right
+
+
 def source_positions(
     out_start: int, out_stop: int, in_size: int, out_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,4 +256,5 @@ __all__ = [
     "resize_at",
     "resize_source",
     "source_positions",
+    "widest_reach",
 ]
