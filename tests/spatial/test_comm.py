@@ -22,7 +22,7 @@ from rest_hf.spatial.comm import (
     sum_partials,
     tokens_to_heads,
 )
-from rest_hf.spatial.comm_halo import start_halo
+from rest_hf.spatial.comm_halo import memory_format_of, start_halo
 from rest_hf.spatial.context import SpatialContext
 from rest_hf.spatial.partition import TileRule
 from tests.multiprocess import run_in_processes
@@ -65,14 +65,18 @@ def check_halo(
     torch.testing.assert_close(x.grad, part.local(whole.grad), **tol)
 
 
-def check_halo_in_flight(ctx: SpatialContext, height: int, width: int, alignment: int, widths, seed=0):
-    """`start_halo`: every window of its frame is that region of the zero-padded scene, and (for equal widths
-    on both sides of an axis) the received blocks send their gradient back to the tiles they came from."""
+def check_halo_in_flight(
+    ctx: SpatialContext, height: int, width: int, alignment: int, widths, seed=0, channels_last=False
+):
+    """`start_halo`: every window of its frame is that region of the zero-padded scene, in the tile's memory
+    format, and (for equal widths on both sides of an axis) the received blocks send their gradient back to
+    the tiles they came from."""
     top, bottom, left, right = widths
     differentiable = top == bottom and left == right
     part = ctx.partition(height, width, TileRule(alignment=alignment))
     whole = _leaf(_rand(seed, 2, 3, height, width))
-    x = _leaf(part.local(whole))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = _leaf(part.local(whole).contiguous(memory_format=layout))
     with torch.set_grad_enabled(differentiable):
         frame = start_halo(x, ctx, top, bottom, left, right).wait()
         box = part.boxes()[ctx.rank]
@@ -83,6 +87,7 @@ def check_halo_in_flight(ctx: SpatialContext, height: int, width: int, alignment
         padded[..., b.top : b.bottom + top + bottom, b.left : b.right + left + right] for b in part.boxes()
     ]
     assert torch.equal(full, refs[ctx.rank]), f"frame {widths} differs at rank {ctx.rank}"
+    assert memory_format_of(full) == layout
     # A window that cuts through the bands (what a layer's edge strip reads).
     rows, cols = (1, padded_rows - 1), (max(0, left - 1), min(padded_cols, left + 2))
     assert torch.equal(frame.window(rows, cols), refs[ctx.rank][..., rows[0] : rows[1], cols[0] : cols[1]])
@@ -271,6 +276,8 @@ def _all_checks(ctx: SpatialContext):
     check_halo(ctx, 4 * rows + 1, 4 * cols + 2, 4, (4, 4, 4, 4), seed=5)  # halo as wide as the smallest tile
     for widths in ((1, 1, 1, 1), (3, 3, 3, 3), (2, 2, 0, 0), (0, 0, 1, 1), (2, 1, 3, 0), (0, 2, 0, 2)):
         check_halo_in_flight(ctx, height, width, 2, widths)
+    for widths in ((1, 1, 1, 1), (2, 1, 3, 0)):
+        check_halo_in_flight(ctx, height, width, 2, widths, seed=6, channels_last=True)
     check_halo_errors(ctx, height, width)
     for shifts in ((3, -2), (-3, 2), (1, 0), (0, -1)):
         for channels_last in (False, True):
