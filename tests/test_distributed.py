@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -102,17 +103,24 @@ def test_only_the_distributed_home_and_spatial_comm_call_collectives():
 
 def _runtime_imports(path: Path) -> set[str]:
     """Sibling modules of rest_hf/spatial that `path` imports when it is imported (not under TYPE_CHECKING, not
-    inside functions)."""
+    inside functions), relatively or by their absolute names."""
     tree = ast.parse(path.read_text(), str(path))
     found: set[str] = set()
+    package = "rest_hf.spatial"
     for node in tree.body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 0 and (module == package or module.startswith(package + ".")):
+                module, level = module[len(package) + 1 :], 1
             else:
-                found.update(alias.name for alias in node.names)
+                level = node.level
+            if level == 1:
+                found.update([module.split(".")[0]] if module else [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            names = (alias.name for alias in node.names)
+            found.update(name.split(".")[2] for name in names if name.startswith(package + "."))
     return found
 
 
@@ -134,13 +142,27 @@ def test_spatial_modules_import_alone_and_form_no_circle():
 
     for module in modules:
         visit(module, [])
-    code = "; ".join(
-        f"import subprocess, sys; r = subprocess.run([sys.executable, '-c', 'import rest_hf.spatial.{m}'])"
-        f"; assert r.returncode == 0, '{m}'"
-        for m in modules
+    # Each module imports (after the package's __init__, as Python always runs it first), with no other
+    # rest_hf module loaded before: forgetting every rest_hf module between imports gives the state of a fresh
+    # interpreter for them (a fresh interpreter per module would import torch and transformers again, 6 s
+    # each, seventeen times). The circles themselves are the graph's business, above.
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for module in {modules!r}:
+            for name in [name for name in sys.modules if name == "rest_hf" or name.startswith("rest_hf.")]:
+                del sys.modules[name]
+            try:
+                importlib.import_module("rest_hf.spatial." + module)
+            except ImportError as error:
+                sys.exit(f"rest_hf.spatial.{{module}} does not import alone: {{error}}")
+        """
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def _check_group_timeouts(rank: int, world_size: int) -> None:
