@@ -4,7 +4,7 @@
 #   1. the CUDA path of the model and of SPIM's code on one process: the parallelized tiny Swin and ConvNeXt on
 #      CUDA against the same models on the CPU in fp64, logits and a training step's gradients, fp32 within
 #      1e-4 and bf16 autocast within the tolerance printed (multi-process NCCL needs one GPU per process:
-#      with one GPU it cannot run, see README "Clusters");
+#      with one GPU it cannot run, see README "Clusters"); 1b. `spatial/windows.py`'s regions on CUDA;
 #   2. `rest-hf predict` holistic on CUDA in bf16 against the CPU in fp32 (labels that agree on >= 99.5 %);
 #   3. the GPU benchmark rows of docs/benchmarks.md: Swin-L REST on a 6800 x 7200 scene (bench_predict.py),
 #      the stage-1 interaction attention of a 12800 x 12800 scene as one of 16 GPUs computes it, and
@@ -77,6 +77,10 @@ for preset, (height, width) in (("tiny-swin", (160, 224)), ("tiny-convnext", (19
           f"bf16 logits {bf16_diff:.2e} (<= {BF16_TOL}) {'ok' if passed else 'FAILED'}")
 raise SystemExit(0 if ok else 1)
 EOF
+
+step "1b. spatial/windows.py on CUDA (host-computed indices and weights reach the device)"
+# The decode head's one-exchange path and the any-ratio resize use these; in the model they need two processes.
+"$python" -m pytest -q -p no:cacheprovider tests/spatial/test_windows.py
 
 step "2. rest-hf predict holistic on CUDA in bf16 against the CPU in fp32"
 "$python" - "$out" <<'EOF'
