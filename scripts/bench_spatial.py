@@ -15,7 +15,9 @@ its tile of one scene, best of `--repeats`:
 Columns: seconds per forward (or training step), the ratio to regional at the same grid and to one process,
 collectives per forward (or step) and how many of them are metadata (layout) exchanges, the share of time
 spent inside collectives, and the peak memory per process (CPU: growth of the max RSS over the process's state
-before the first run; CUDA: max_memory_allocated minus the memory held before it).
+before the first run; CUDA: max_memory_allocated minus the memory held before it). `--interleaved` prints
+each mode's best and median forward, their ratios, and the median of the ratios of forwards run back to back
+(the paired ratio, which the machine's slow drifts do not move).
 """
 
 from __future__ import annotations
@@ -262,9 +264,10 @@ def _print_interleaved(args: argparse.Namespace, grids: list[tuple[int, int]], o
         "round(s)"
     )
     print(
-        "| model | scene | grid | regional s (best, median) | exact s (best, median) | exact / regional (best, median) |"
+        "| model | scene | grid | regional s (best, median) | exact s (best, median) "
+        "| exact / regional (best, median) | paired: median of exact_i / regional_i |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for size in args.sizes:
             for grid in grids:
@@ -276,10 +279,14 @@ def _print_interleaved(args: argparse.Namespace, grids: list[tuple[int, int]], o
                         times[mode] += seconds
                 best = {mode: min(seconds) for mode, seconds in times.items()}
                 median = {mode: statistics.median(seconds) for mode, seconds in times.items()}
+                # Forward i of each mode ran back to back: their ratio cancels the machine's slow drifts.
+                paired = statistics.median(
+                    e / r for e, r in zip(times["exact"], times["regional"], strict=True)
+                )
                 print(
                     f"| {preset} | {size} px | {grid[0]}x{grid[1]} | {best['regional']:.3f}, {median['regional']:.3f} | "
                     f"{best['exact']:.3f}, {median['exact']:.3f} | {best['exact'] / best['regional']:.2f}x, "
-                    f"{median['exact'] / median['regional']:.2f}x |",
+                    f"{median['exact'] / median['regional']:.2f}x | {paired:.2f}x |",
                     flush=True,
                 )
 
